@@ -1,0 +1,271 @@
+"""The shared base of every model family: config, optimizers, noise, sampling, distribution.
+
+A family subclasses `GenerativeModel`, builds its networks in `__init__` (each a plain
+keras.Model from `zoo.networks`), names its optimizers in `optimizer_roles` and writes
+`train_step`/`test_step` with the helpers here:
+
+- `replica_noise` draws noise for the GLOBAL batch from the model's SeedGenerator and keeps this
+  replica's rows, so N replicas see exactly the noise one device would see;
+- `average_over_global_batch` divides per-example losses by the global batch, so the gradients
+  Keras sums across replicas are the gradient of the true mean;
+- `minimize` applies loss scaling (mixed precision) and one optimizer step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+import keras
+
+DEFAULT_SAMPLE_BATCH = 256
+
+
+def latent_normal(n: int, latent_dim: int, seed=None) -> np.ndarray:
+    """Standard-normal latents from numpy; `exporters.runtime` draws the same for a seed."""
+    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
+
+
+def check_count(n, what: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"{what} must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def check_labels(labels, n: int, num_classes: int) -> np.ndarray | None:
+    """Labels for `n` samples as int32, or a ValueError saying what was wrong and expected."""
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError(
+                "this model is unconditional (num_classes=0) and takes no labels, got labels"
+            )
+        return None
+    if labels is None:
+        raise ValueError(
+            f"this model is conditional: pass labels, {n} integers in [0, {num_classes})"
+        )
+    array = np.asarray(labels)
+    if array.ndim != 1 or array.shape[0] != n:
+        raise ValueError(f"expected {n} labels (one per sample), got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        if not (np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array))):
+            raise ValueError(f"labels must be integers, got {labels!r}")
+    bad = array[(array < 0) | (array >= num_classes)]
+    if bad.size:
+        raise ValueError(
+            f"labels must be in [0, {num_classes}), got {bad.tolist()[:5]} out of range"
+        )
+    return array.astype(np.int32)
+
+
+def check_image_shape(image_shape) -> tuple[int, int, int]:
+    shape = tuple(image_shape) if isinstance(image_shape, (list, tuple)) else None
+    if not shape or len(shape) != 3 or not all(
+        isinstance(d, (int, np.integer)) and d > 0 for d in shape
+    ):
+        raise ValueError(
+            f"image_shape must be (height, width, channels) of positive integers, "
+            f"got {image_shape!r}"
+        )
+    return tuple(int(d) for d in shape)
+
+
+def unpack_batch(data):
+    """(images, labels or None) from what `fit` hands `train_step`: x, (x,), (x, y), (x, y, w)."""
+    if isinstance(data, (tuple, list)):
+        images = data[0]
+        labels = data[1] if len(data) > 1 else None
+    else:
+        images, labels = data, None
+    return images, labels
+
+
+class GenerativeModel(keras.Model):
+    """Common ground of the zoo's families. Subclasses set `family` and `optimizer_roles`."""
+
+    family = ""
+    conditional = False
+    # optimizer attribute -> name of the network attribute it trains (None: all trainables).
+    optimizer_roles: dict[str, str | None] = {"optimizer": None}
+    tracker_names: tuple[str, ...] = ("loss",)
+
+    def __init__(self, image_shape, latent_dim: int, num_classes: int = 0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = check_image_shape(image_shape)
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer)) or (
+            latent_dim <= 0
+        ):
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        self.latent_dim = int(latent_dim)
+        if self.conditional:
+            if isinstance(num_classes, bool) or not isinstance(
+                num_classes, (int, np.integer)
+            ) or num_classes < 2:
+                raise ValueError(
+                    f"{self.family} is conditional: num_classes must be an integer >= 2, "
+                    f"got {num_classes!r}"
+                )
+        elif num_classes:
+            raise ValueError(f"{self.family} is unconditional: num_classes must be 0")
+        self.num_classes = int(num_classes)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.tracker_names}
+
+    # ---- config -------------------------------------------------------------------------
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            image_shape=list(self.image_shape), latent_dim=self.latent_dim, seed=self.seed
+        )
+        return config
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # ---- compile: one optimizer per role, built up front --------------------------------
+    def default_optimizer(self, role: str) -> keras.optimizers.Optimizer:
+        return keras.optimizers.Adam(learning_rate=1e-3)
+
+    def compile(self, jit_compile=False, **kwargs):
+        """Compile with the family's default optimizers, or the ones passed by role name.
+
+        Optimizers are built on their variables here (inside the caller's strategy scope), which
+        `fit` under a strategy and BackupAndRestore both need.
+        """
+        unknown = sorted(set(kwargs) - set(self.optimizer_roles) - {"steps_per_execution"})
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}.compile() got unexpected arguments {unknown}; "
+                f"it takes {sorted(self.optimizer_roles)}, steps_per_execution and jit_compile"
+            )
+        optimizers = {}
+        for role in self.optimizer_roles:
+            given = kwargs.pop(role, None)
+            optimizer = self.default_optimizer(role) if given is None else keras.optimizers.get(given)
+            if self.dtype_policy.name == "mixed_float16" and not isinstance(
+                optimizer, keras.optimizers.LossScaleOptimizer
+            ):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizers[role] = optimizer
+        keras_optimizer = optimizers.pop("optimizer", None)
+        super().compile(optimizer=keras_optimizer, jit_compile=jit_compile, **kwargs)
+        for role, optimizer in optimizers.items():
+            setattr(self, role, optimizer)
+        for role in self.optimizer_roles:
+            getattr(self, role).build(self.variables_for(role))
+
+    def variables_for(self, role: str):
+        network = self.optimizer_roles[role]
+        return self.trainable_variables if network is None else getattr(
+            self, network
+        ).trainable_variables
+
+    def get_compile_config(self):
+        config = {
+            role: keras.saving.serialize_keras_object(getattr(self, role))
+            for role in self.optimizer_roles
+        }
+        config["jit_compile"] = bool(self.jit_compile)
+        return config
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        jit_compile = config.pop("jit_compile", False)
+        optimizers = {
+            role: keras.saving.deserialize_keras_object(value) for role, value in config.items()
+        }
+        self.compile(jit_compile=jit_compile, **optimizers)
+
+    # ---- train-step helpers --------------------------------------------------------------
+    def replica_noise(self, local_batch, shape=None):
+        """Standard-normal noise (local_batch, *shape) that does not depend on the replica count.
+
+        Every replica draws the same global block from the shared SeedGenerator state and keeps
+        its own rows, in the order tf.distribute splits a global batch.
+        """
+        shape = (self.latent_dim,) if shape is None else tuple(shape)
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context else 1
+        replica = context.replica_id_in_sync_group if context else 0
+        noise = keras.random.normal(
+            (local_batch * replicas, *shape), seed=self.seed_generator, dtype="float32"
+        )
+        return noise[replica * local_batch : (replica + 1) * local_batch]
+
+    @staticmethod
+    def average_over_global_batch(per_example_loss):
+        """Sum over this replica's examples divided by the GLOBAL batch size."""
+        return tf.nn.compute_average_loss(tf.cast(per_example_loss, tf.float32))
+
+    def minimize(self, optimizer, loss_fn, variables):
+        """One optimizer step on `loss_fn()` -> (loss, aux), with loss scaling. Returns them."""
+        with tf.GradientTape() as tape:
+            loss, aux = loss_fn()
+            scaled = optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss, aux
+
+    def update_trackers(self, **per_example_values):
+        for name, values in per_example_values.items():
+            self.trackers[name].update_state(tf.cast(values, tf.float32))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def with_labels(self, z, labels):
+        return [z, labels] if self.num_classes else z
+
+    def batch_labels(self, labels):
+        if not self.num_classes:
+            return None
+        if labels is None:
+            raise ValueError(
+                f"{self.family} is conditional: the dataset must yield (images, labels)"
+            )
+        return tf.cast(tf.reshape(labels, (-1,)), tf.int32)
+
+    # ---- fit: check the data before Keras traces anything -------------------------------
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self.check_data(x)
+        return super().fit(x, y, *args, **kwargs)
+
+    def check_data(self, x):
+        """A clear error when the images do not fit this model (instead of a shape trace)."""
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            image_spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+            image_shape = tuple(image_spec.shape[1:])
+            has_labels = isinstance(spec, (tuple, list)) and len(spec) > 1
+        elif x is not None and hasattr(x, "shape"):
+            image_shape, has_labels = tuple(x.shape[1:]), True
+        else:
+            return
+        if len(image_shape) != 3 or any(
+            d is not None and d != want for d, want in zip(image_shape, self.image_shape)
+        ):
+            raise ValueError(
+                f"the data's images have shape {image_shape} but this {self.family} was built for "
+                f"image_shape={self.image_shape}"
+            )
+        if self.num_classes and not has_labels:
+            raise ValueError(f"{self.family} is conditional: the data must yield (images, labels)")
+
+    # ---- sampling -----------------------------------------------------------------------
+    def sample(self, n: int, labels=None, seed=None, batch_size: int = DEFAULT_SAMPLE_BATCH):
+        """n images as float32 NHWC in [-1, 1]; the same seed gives the same images."""
+        n = check_count(n)
+        labels = check_labels(labels, n, self.num_classes)
+        z = latent_normal(n, self.latent_dim, seed)
+        return self.generate(z, labels, batch_size=batch_size)
+
+    def generate(self, z, labels=None, batch_size: int = DEFAULT_SAMPLE_BATCH) -> np.ndarray:
+        """Run the generator on given latents (and labels) in inference mode."""
+        outputs = []
+        for start in range(0, len(z), batch_size):
+            inputs = self.with_labels(
+                z[start : start + batch_size],
+                None if labels is None else labels[start : start + batch_size],
+            )
+            outputs.append(keras.ops.convert_to_numpy(self.generator(inputs, training=False)))
+        return np.concatenate(outputs).astype(np.float32)

@@ -1,0 +1,43 @@
+"""The one registry of model families: `zoo.build(name, **kwargs)` and `zoo.list_models()`."""
+
+from __future__ import annotations
+
+MODELS: dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator: make a family buildable by `name` (also its `family` attribute)."""
+
+    def decorate(cls):
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is already registered to {MODELS[name].__name__}")
+        cls.family = name
+        MODELS[name] = cls
+        return cls
+
+    return decorate
+
+
+def get_model_class(name: str) -> type:
+    try:
+        return MODELS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}") from None
+
+
+def build(name: str, **kwargs):
+    """Build a registered family. `num_classes=0` is accepted (and dropped) by unconditional ones."""
+    cls = get_model_class(name)
+    if not cls.conditional:
+        num_classes = kwargs.pop("num_classes", 0)
+        if num_classes:
+            conditional = [n for n, c in MODELS.items() if c.conditional]
+            raise ValueError(
+                f"{name} is unconditional and takes no num_classes (got {num_classes!r}); "
+                f"conditional models: {', '.join(conditional)}"
+            )
+    return cls(**kwargs)
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS)

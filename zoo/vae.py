@@ -1,0 +1,135 @@
+"""VAE: a convolutional encoder and decoder trained on the ELBO; its `generator` is the decoder."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import losses, networks
+from zoo.base import DEFAULT_SAMPLE_BATCH, GenerativeModel, unpack_batch
+from zoo.registry import register
+
+
+
+def _bernoulli_nll(images, params, gaussian_scale):
+    del gaussian_scale
+    return losses.bernoulli_reconstruction_loss(images, params)
+
+
+def _gaussian_nll(images, params, gaussian_scale):
+    return losses.gaussian_reconstruction_loss(
+        images, keras.ops.tanh(params), math.log(gaussian_scale)
+    )
+
+
+# likelihood -> (per-image negative log-likelihood, scale that maps decoder outputs to images
+# in [-1, 1] through tanh: the Bernoulli mean 2 * sigmoid(l) - 1 equals tanh(l / 2)).
+LIKELIHOODS = {"bernoulli": (_bernoulli_nll, 0.5), "gaussian": (_gaussian_nll, 1.0)}
+
+
+@register("vae")
+@keras.saving.register_keras_serializable(package="zoo")
+class VAE(GenerativeModel):
+    """Kingma & Welling (2014). Loss per image: -log p(x|z) + beta * KL(q(z|x) || N(0, I)), nats.
+
+    `likelihood="bernoulli"` treats pixel intensities as Bernoulli probabilities (decoder gives
+    logits); `"gaussian"` uses N(tanh(decoder), scale^2) with a fixed `gaussian_scale`.
+    """
+
+    tracker_names = ("loss", "reconstruction_loss", "kl_loss")
+
+    def __init__(
+        self,
+        image_shape=(28, 28, 1),
+        latent_dim: int = 16,
+        likelihood: str = "bernoulli",
+        beta: float = 1.0,
+        gaussian_scale: float = 0.1,
+        base_filters: int = 32,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(image_shape, latent_dim, 0, seed, **kwargs)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood={likelihood!r} is not one of {sorted(LIKELIHOODS)}")
+        if not beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {beta!r}")
+        if not gaussian_scale > 0:
+            raise ValueError(f"gaussian_scale must be > 0, got {gaussian_scale!r}")
+        self.likelihood = likelihood
+        self.beta = float(beta)
+        self.gaussian_scale = float(gaussian_scale)
+        self.base_filters = int(base_filters)
+        self.encoder = networks.conv_encoder(self.image_shape, self.latent_dim, self.base_filters)
+        self.decoder = networks.conv_decoder(self.latent_dim, self.image_shape, self.base_filters)
+        z = keras.Input(shape=(self.latent_dim,), name="z")
+        to_image = networks.ScaledTanh(LIKELIHOODS[likelihood][1], name="image")
+        self.generator = keras.Model(z, to_image(self.decoder(z)), name="generator")
+        self.built = True
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            likelihood=self.likelihood,
+            beta=self.beta,
+            gaussian_scale=self.gaussian_scale,
+            base_filters=self.base_filters,
+        )
+        return config
+
+    def reconstruction_loss(self, images, params):
+        return LIKELIHOODS[self.likelihood][0](images, params, self.gaussian_scale)
+
+    def elbo_terms(self, images, training):
+        """Per-image (reconstruction, kl) in nats with a reparameterized draw of z."""
+        z_mean, z_log_var = self.encoder(images, training=training)
+        eps = self.replica_noise(tf.shape(images)[0])
+        z = z_mean + tf.exp(0.5 * z_log_var) * eps
+        params = self.decoder(z, training=training)
+        return (
+            self.reconstruction_loss(images, params),
+            losses.gaussian_kl_divergence(z_mean, z_log_var),
+        )
+
+    def train_step(self, data):
+        images, _ = unpack_batch(data)
+
+        def loss_fn():
+            reconstruction, kl = self.elbo_terms(images, training=True)
+            per_example = reconstruction + self.beta * kl
+            return self.average_over_global_batch(per_example), (per_example, reconstruction, kl)
+
+        _, (per_example, reconstruction, kl) = self.minimize(
+            self.optimizer, loss_fn, self.trainable_variables
+        )
+        return self.update_trackers(loss=per_example, reconstruction_loss=reconstruction, kl_loss=kl)
+
+    def test_step(self, data):
+        images, _ = unpack_batch(data)
+        reconstruction, kl = self.elbo_terms(images, training=False)
+        return self.update_trackers(
+            loss=reconstruction + self.beta * kl, reconstruction_loss=reconstruction, kl_loss=kl
+        )
+
+    # ---- the VAE's own API --------------------------------------------------------------
+    def encode(self, images, batch_size: int = DEFAULT_SAMPLE_BATCH):
+        """(z_mean, z_log_var) as numpy arrays for images NHWC in [-1, 1]."""
+        images = np.asarray(images, dtype=np.float32)
+        means, log_vars = [], []
+        for start in range(0, len(images), batch_size):
+            mean, log_var = self.encoder(images[start : start + batch_size], training=False)
+            means.append(keras.ops.convert_to_numpy(mean))
+            log_vars.append(keras.ops.convert_to_numpy(log_var))
+        return np.concatenate(means), np.concatenate(log_vars)
+
+    def decode(self, z, batch_size: int = DEFAULT_SAMPLE_BATCH):
+        """Images in [-1, 1] (the likelihood's mean) for latents z."""
+        return self.generate(np.asarray(z, dtype=np.float32), batch_size=batch_size)
+
+    def reconstruct(self, images, batch_size: int = DEFAULT_SAMPLE_BATCH):
+        """Decode the posterior mean of each image."""
+        z_mean, _ = self.encode(images, batch_size)
+        return self.decode(z_mean, batch_size)
