@@ -128,7 +128,7 @@ def _tfds_name(name: str) -> str | None:
         return name[len("tfds:") :]
     import tensorflow_datasets as tfds
 
-    return name if name in tfds.list_builders() else None
+    return name if name in tfds.list_builders(with_community_datasets=False) else None
 
 
 def _tfds_info(name: str, tfds_name: str) -> DatasetInfo:

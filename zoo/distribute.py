@@ -25,10 +25,20 @@ def _one_device():
 
 
 def _mirrored():
-    """All GPUs; on a CPU-only machine, all logical CPU devices (see `split_cpu`)."""
+    """All GPUs; on a CPU-only machine, all logical CPU devices (see `split_cpu`).
+
+    On CPU devices gradients are reduced through one device rather than with collective ops:
+    a second MirroredStrategy in the same process reused collective instance keys of the first
+    ("Shape mismatch in the collective instance 100", tensorflow#62790), which tests and
+    notebooks that build several models hit.
+    """
     gpus = _gpus()
-    devices = [d.name for d in gpus] if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
-    return tf.distribute.MirroredStrategy(devices)
+    if gpus:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    return tf.distribute.MirroredStrategy(
+        [d.name for d in tf.config.list_logical_devices("CPU")],
+        cross_device_ops=tf.distribute.ReductionToOneDevice(),
+    )
 
 
 def _multi_worker():

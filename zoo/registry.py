@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+
 MODELS: dict[str, type] = {}
+# Modules whose classes register themselves on import; imported on first registry use.
+FAMILY_MODULES = ("zoo.gan", "zoo.vae")
+
+
+def _load_families() -> None:
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
 
 
 def register(name: str):
@@ -19,6 +28,7 @@ def register(name: str):
 
 
 def get_model_class(name: str) -> type:
+    _load_families()
     try:
         return MODELS[name]
     except (KeyError, TypeError):
@@ -40,4 +50,5 @@ def build(name: str, **kwargs):
 
 
 def list_models() -> list[str]:
+    _load_families()
     return sorted(MODELS)

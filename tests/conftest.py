@@ -1,0 +1,9 @@
+"""Test session setup: 2 logical CPU devices (for replica-parity tests) before TF uses any device."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from zoo import distribute  # noqa: E402
+
+distribute.split_cpu(2)

@@ -1,0 +1,178 @@
+"""The shared model-test harness: every family plugs in one `ModelCase` and gets every check.
+
+Add a family by appending to CASES; tests/test_models.py runs each check on each case
+(config round-trip, fit on real bundled digits, deterministic sampling, .keras round-trip
+that keeps training, 1-vs-2-replica parity, bad sample() input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import zoo
+
+PARITY_TOLERANCE = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCase:
+    id: str
+    name: str
+    kwargs: dict
+    dataset: str = "mnist5k"
+    fit_examples: int = 256
+    batch_size: int = 64
+
+    @property
+    def conditional(self) -> bool:
+        return zoo.registry.get_model_class(self.name).conditional
+
+    def build(self, **overrides):
+        info = zoo.data.info(self.dataset)
+        kwargs = {"image_shape": info.image_shape, "seed": 7, **self.kwargs, **overrides}
+        if self.conditional:
+            kwargs.setdefault("num_classes", info.num_classes)
+        return zoo.build(self.name, **kwargs)
+
+    def labels(self, n):
+        return (np.arange(n) % 10).tolist() if self.conditional else None
+
+    def arrays(self, n=None):
+        images, labels = zoo.data.load_arrays(self.dataset, "train")
+        n = n or self.fit_examples
+        return images[:n], labels[:n]
+
+    def dataset_of(self, n=None, shuffle=False):
+        images, labels = self.arrays(n)
+        return zoo.data.from_arrays(
+            images, labels, batch_size=self.batch_size, shuffle=shuffle, seed=0
+        )
+
+
+CASES = [
+    ModelCase("gan-dcgan", "gan", {"latent_dim": 16, "base_filters": 8}),
+    ModelCase("gan-mlp", "gan", {"latent_dim": 16, "architecture": "mlp"}),
+    ModelCase("cgan-projection", "cgan", {"latent_dim": 16, "base_filters": 8}),
+    ModelCase(
+        "cgan-embedding", "cgan",
+        {"latent_dim": 16, "base_filters": 8, "conditioning": "embedding", "upsampling": "resize"},
+    ),
+    ModelCase("vae-bernoulli", "vae", {"latent_dim": 8, "base_filters": 8}),
+    ModelCase("vae-gaussian", "vae", {"latent_dim": 8, "base_filters": 8, "likelihood": "gaussian", "beta": 0.5}),
+]
+
+
+def check_config_round_trip(case: ModelCase):
+    model = case.build()
+    config = model.get_config()
+    clone = type(model).from_config(config)
+    assert clone.get_config() == config
+    for attribute in ("latent_dim", "image_shape", "num_classes"):
+        assert getattr(clone, attribute) == getattr(model, attribute)
+    assert model.num_classes == (10 if case.conditional else 0)
+    assert isinstance(model.generator, keras.Model)
+    z = np.zeros((2, model.latent_dim), np.float32)
+    inputs = [z, np.array([1, 2], np.int32)] if case.conditional else z
+    images = keras.ops.convert_to_numpy(model.generator(inputs, training=False))
+    assert images.shape == (2, *model.image_shape)
+    assert np.all(np.abs(images) <= 1.0)
+
+
+def check_fit_changes_losses(case: ModelCase):
+    keras.utils.set_random_seed(0)
+    model = case.build()
+    model.compile()
+    before = [w.copy() for w in model.generator.get_weights()]
+    history = model.fit(case.dataset_of(shuffle=True), epochs=2, verbose=0).history
+    assert set(history) == set(model.tracker_names)
+    for name, values in history.items():
+        assert len(values) == 2 and np.all(np.isfinite(values)), (name, values)
+        assert values[0] != values[1], f"{name} did not change: {values}"
+    after = model.generator.get_weights()
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(before, after))
+    return model, history
+
+
+def check_sample_is_deterministic(case: ModelCase):
+    model = case.build()
+    labels = case.labels(6)
+    first = model.sample(6, labels=labels, seed=11)
+    again = model.sample(6, labels=labels, seed=11)
+    other = model.sample(6, labels=labels, seed=12)
+    assert first.dtype == np.float32 and first.shape == (6, *model.image_shape)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+    assert first.min() >= -1.0 and first.max() <= 1.0
+
+
+def check_save_load_continues(case: ModelCase, tmp_path):
+    model = case.build()
+    model.compile()
+    model.fit(case.dataset_of(128), epochs=1, verbose=0)
+    path = tmp_path / f"{case.id}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is type(model)
+    labels = case.labels(4)
+    np.testing.assert_array_equal(
+        model.sample(4, labels=labels, seed=3), loaded.sample(4, labels=labels, seed=3)
+    )
+    for role in model.optimizer_roles:
+        saved, restored = getattr(model, role), getattr(loaded, role)
+        assert int(restored.iterations) == int(saved.iterations) > 0
+        for a, b in zip(saved.variables, restored.variables):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    history = loaded.fit(case.dataset_of(128), epochs=1, verbose=0).history
+    assert all(np.isfinite(v[0]) for v in history.values())
+
+
+def _train_one_step(case: ModelCase, strategy, images, labels):
+    keras.utils.set_random_seed(1)
+    with strategy.scope():
+        model = case.build()
+        model.compile()
+    dataset = zoo.data.from_arrays(images, labels, batch_size=len(images), shuffle=False)
+    history = model.fit(dataset, epochs=1, verbose=0).history
+    weights = [np.asarray(v) for v in model.weights]
+    return weights, {k: v[0] for k, v in history.items()}
+
+
+def check_replica_parity(case: ModelCase):
+    """One step on 2 replicas == one step on 1 device: same weights, same reported losses."""
+    assert len(tf.config.list_logical_devices("CPU")) >= 2, "conftest splits the CPU in two"
+    images, labels = case.arrays(16)
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    two = zoo.distribute.get_strategy("mirrored")
+    weights_1, losses_1 = _train_one_step(case, one, images, labels)
+    weights_2, losses_2 = _train_one_step(case, two, images, labels)
+    assert two.num_replicas_in_sync == 2
+    assert len(weights_1) == len(weights_2)
+    for a, b in zip(weights_1, weights_2):
+        np.testing.assert_allclose(a, b, atol=PARITY_TOLERANCE, rtol=0)
+    for name in losses_1:
+        np.testing.assert_allclose(losses_1[name], losses_2[name], rtol=1e-5, atol=1e-5)
+    return losses_1, losses_2
+
+
+def check_bad_sample_input(case: ModelCase):
+    import pytest
+
+    model = case.build()
+    with pytest.raises(ValueError, match="positive integer"):
+        model.sample(0, labels=case.labels(1))
+    if case.conditional:
+        with pytest.raises(ValueError, match="conditional"):
+            model.sample(2)
+        with pytest.raises(ValueError, match=r"in \[0, 10\)"):
+            model.sample(2, labels=[0, 10])
+        with pytest.raises(ValueError, match="expected 2 labels"):
+            model.sample(2, labels=[1])
+        with pytest.raises(ValueError, match="integers"):
+            model.sample(2, labels=[0.5, 1])
+    else:
+        with pytest.raises(ValueError, match="unconditional"):
+            model.sample(2, labels=[0, 1])

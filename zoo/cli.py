@@ -1,0 +1,244 @@
+"""The `zoo` command line: list, train, export, sample, eval, plot, serve.
+
+Bad input ends with one line on stderr (`zoo: error: ...`) and exit status 2, never a traceback.
+Heavy imports (TensorFlow) happen inside the commands, after the arguments are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+STRATEGY_NAMES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
+EXIT_BAD_INPUT = 2
+
+
+class CommandError(Exception):
+    """A problem with the user's input: reported as one line, exit status 2."""
+
+
+# ---- argument types ------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def format_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in EXPORT_FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown export format(s) {unknown or text!r}; valid: {','.join(EXPORT_FORMATS)}"
+        )
+    return names
+
+
+def label_list(text: str) -> list[int]:
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"labels must be comma-separated integers, got {text!r}"
+        ) from None
+
+
+def model_argument(text: str) -> tuple[str, object]:
+    """KEY=VALUE, VALUE parsed as JSON when it can be (numbers, lists), else kept as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+# ---- commands ------------------------------------------------------------------------------
+def command_list(args) -> None:
+    import zoo
+
+    print("models:   " + ", ".join(zoo.list_models()))
+    print("datasets: " + ", ".join(zoo.data.list_datasets()))
+    print("formats:  " + ", ".join(EXPORT_FORMATS))
+    print("strategies: " + ", ".join(STRATEGY_NAMES))
+
+
+def command_train(args) -> None:
+    from zoo import train
+
+    run_dir = train.train(
+        args.model,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        strategy=args.strategy,
+        out=args.out,
+        seed=args.seed,
+        model_kwargs=dict(args.model_arg or []),
+        steps_per_epoch=args.steps_per_epoch,
+        export=args.export or (),
+        quantize=args.quantize,
+        verbose=args.verbose,
+    )
+    grids = sorted((run_dir / "grids").glob("epoch-*.png"))
+    print(f"run: {run_dir}")
+    print(f"model: {run_dir / 'model.keras'}")
+    if grids:
+        print(f"samples: {grids[-1]}")
+    if args.export:
+        print(f"export: {run_dir / 'export'}")
+
+
+def command_export(args) -> None:
+    import exporters
+
+    source = Path(args.source)
+    model_path = source / "model.keras" if source.is_dir() else source
+    if not model_path.exists():
+        raise CommandError(f"{args.source}: no such run folder or .keras file")
+    out = Path(args.out) if args.out else (
+        source / "export" if source.is_dir() else source.with_suffix("")
+    )
+    report = exporters.export(
+        str(model_path), str(out), formats=args.formats, quantize=args.quantize
+    )
+    print(f"export: {out}")
+    for name, result in (report.get("artifacts") or {}).items():
+        print(f"  {name}: {result}")
+
+
+def command_sample(args) -> None:
+    from exporters import runtime
+    from exporters.images import save_grid
+
+    generator = runtime.load(args.source)
+    images = generator.generate(args.n, labels=args.labels, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        import numpy as np
+
+        np.save(out, images)
+    else:
+        save_grid(images, out)
+    print(f"samples: {out} {tuple(images.shape)}")
+
+
+def command_eval(args) -> None:
+    from zoo import evaluate
+
+    result = evaluate.evaluate_run(args.run, dataset=args.dataset, n=args.n)
+    print(evaluate.format_table(result))
+
+
+def command_plot(args) -> None:
+    from zoo import plots
+
+    for path in plots.plot_run(args.run, args.out):
+        print(path)
+
+
+def command_serve(args) -> None:
+    from exporters import server
+
+    server.serve(args.artifact, host=args.host, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo", description="genzoo: train, export, sample, evaluate and serve image generators."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("list", help="models, datasets, export formats")
+    p.set_defaults(handler=command_list)
+
+    p = commands.add_parser("train", help="train a model and write a run folder")
+    p.add_argument("model", help="model name (see `zoo list`)")
+    p.add_argument("--dataset", default="mnist5k")
+    p.add_argument("--epochs", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=128, help="global batch size")
+    p.add_argument("--strategy", default="auto", help="|".join(STRATEGY_NAMES))
+    p.add_argument("--out", help="run folder (default saved_models/MODEL-DATASET)")
+    p.add_argument("--export", type=format_list, help="export after training, e.g. onnx,tflite")
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default="none")
+    p.add_argument("--seed", type=non_negative_int, help="makes runs repeatable")
+    p.add_argument("--steps-per-epoch", type=positive_int, help="cap the batches per epoch")
+    p.add_argument(
+        "--model-arg", type=model_argument, action="append", metavar="KEY=VALUE",
+        help="model constructor argument, e.g. latent_dim=2 or architecture=mlp (repeatable)",
+    )
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity")
+    p.set_defaults(handler=command_train)
+
+    p = commands.add_parser("export", help="export a run or .keras file")
+    p.add_argument("source", metavar="RUN_OR_KERAS_FILE")
+    p.add_argument("--out")
+    p.add_argument("--formats", type=format_list, default=EXPORT_FORMATS)
+    p.add_argument("--quantize", choices=QUANTIZATIONS, default="none")
+    p.set_defaults(handler=command_export)
+
+    p = commands.add_parser("sample", help="write samples from an artifact or run as PNG or .npy")
+    p.add_argument("source", metavar="ARTIFACT_OR_RUN")
+    p.add_argument("--n", type=positive_int, default=64)
+    p.add_argument("--labels", type=label_list)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--out", required=True, help="grid.png or samples.npy")
+    p.set_defaults(handler=command_sample)
+
+    p = commands.add_parser("eval", help="score a run; writes eval.json beside it")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--dataset")
+    p.add_argument("--n", type=positive_int, default=10000)
+    p.set_defaults(handler=command_eval)
+
+    p = commands.add_parser("plot", help="pictures of a run (grids, interpolations, losses)")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out")
+    p.set_defaults(handler=command_plot)
+
+    p = commands.add_parser("serve", help="serve an exported artifact over HTTP")
+    p.add_argument("artifact", metavar="ARTIFACT")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=non_negative_int, default=8000)
+    p.set_defaults(handler=command_serve)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (CommandError, ValueError, OSError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(f"zoo: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,608 @@
+"""How good are a generator's samples? Offline scores from a small domain classifier.
+
+No Inception weights can be downloaded here, so every score is computed on the penultimate
+features of a small CNN trained once per dataset on its train split (cached under
+`saved_models/classifiers/<dataset>/`, or `$ZOO_CLASSIFIER_DIR`, or `cache_dir=`). The scores
+are therefore classifier-based: comparable between runs on the same dataset and classifier,
+never with published Inception FID numbers.
+
+Generated samples are compared with the dataset's held-apart test split; each score comes
+with the real-vs-real floor (train-split features against the same test split), the value
+a perfect generator would reach with the same classifier and sample sizes.
+
+- `frechet_distance`, `kernel_inception_distance`, `precision_recall`, `class_consistency`:
+  pure numpy on feature arrays (no TensorFlow);
+- `load_classifier` / `train_classifier`: the cached domain classifier;
+- `evaluate_model(model, dataset, n)`, `evaluate_run(run_dir)` -> dict (and RUN/eval.json);
+- `format_table(results)`: the short text table `zoo eval` prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from zoo import data
+from zoo.base import check_count
+
+CLASSIFIER_DIR_ENV = "ZOO_CLASSIFIER_DIR"
+DEFAULT_CLASSIFIER_DIR = os.path.join("saved_models", "classifiers")
+CLASSIFIER_FILE = "classifier.keras"
+CLASSIFIER_INFO = "info.json"
+FEATURE_LAYER = "features"
+EVAL_FILE = "eval.json"
+
+
+# =========================================================================================
+# Pure math on features (numpy only)
+# =========================================================================================
+def _check_features(features, what: str, min_rows: int = 2) -> np.ndarray:
+    array = np.asarray(features, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[0] < min_rows:
+        raise ValueError(
+            f"{what} must be a (n, d) array with n >= {min_rows}, got shape {np.shape(features)}"
+        )
+    return array
+
+
+def _check_same_width(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature widths differ: {a.shape[1]} vs {b.shape[1]}")
+
+
+def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased) covariance of (n, d) features: what the Frechet distance compares."""
+    array = _check_features(features, "features")
+    return array.mean(axis=0), np.atleast_2d(np.cov(array, rowvar=False))
+
+
+def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance_from_statistics(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) between two Gaussians.
+
+    tr (S1 S2)^(1/2) is the sum of square roots of the eigenvalues of S1^(1/2) S2 S1^(1/2), a
+    symmetric PSD matrix with the same spectrum, so plain `eigh` suffices (no complex sqrtm).
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
+    sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
+        raise ValueError(
+            f"statistics do not match: means {mu1.shape} and {mu2.shape}, "
+            f"covariances {sigma1.shape} and {sigma2.shape}"
+        )
+    root1 = _sqrt_psd(sigma1)
+    middle = root1 @ sigma2 @ root1
+    trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
+    diff = mu1 - mu2
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean
+    return float(max(value, 0.0))
+
+
+def frechet_distance(features_a, features_b) -> float:
+    """FID-style distance between the Gaussians fitted to two (n, d) feature sets."""
+    a, b = _check_features(features_a, "features_a"), _check_features(features_b, "features_b")
+    _check_same_width(a, b)
+    return frechet_distance_from_statistics(*feature_statistics(a), *feature_statistics(b))
+
+
+def polynomial_kernel(x, y, degree: int = 3, coef0: float = 1.0) -> np.ndarray:
+    """k(x, y) = (x.y / d + coef0) ** degree, the kernel KID uses (Binkowski et al. 2018)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return (x @ y.T / x.shape[1] + coef0) ** degree
+
+
+def mmd2_unbiased(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> float:
+    """Unbiased MMD^2 from kernel matrices: the diagonals of k_xx and k_yy are left out."""
+    m, n = k_xx.shape[0], k_yy.shape[0]
+    xx = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
+    yy = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
+    return float(xx + yy - 2.0 * k_xy.mean())
+
+
+def kernel_inception_distance(
+    features_a, features_b, num_subsets: int = 100, subset_size: int = 1000, seed=0
+) -> tuple[float, float]:
+    """(mean, std) of the unbiased polynomial-kernel MMD^2 over random subsets of both sets.
+
+    Unbiased, so it is ~0 (and may be slightly negative) when both sets share a distribution,
+    whatever the sample size; subsets (drawn without replacement) give its spread.
+    """
+    a, b = _check_features(features_a, "features_a"), _check_features(features_b, "features_b")
+    _check_same_width(a, b)
+    if num_subsets < 1 or subset_size < 2:
+        raise ValueError(
+            f"need num_subsets >= 1 and subset_size >= 2, got {num_subsets} and {subset_size}"
+        )
+    size = min(subset_size, len(a), len(b))
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(num_subsets):
+        x = a[rng.choice(len(a), size, replace=False)]
+        y = b[rng.choice(len(b), size, replace=False)]
+        values.append(
+            mmd2_unbiased(polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y))
+        )
+    return float(np.mean(values)), float(np.std(values))
+
+
+def pairwise_distances(a, b) -> np.ndarray:
+    """Euclidean distances between the rows of a and b (float64, clipped at 0)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.clip(squared, 0.0, None))
+
+
+def knn_radii(features, k: int = 3, batch_size: int = 1024) -> np.ndarray:
+    """Distance from each row to its k-th nearest other row: the ball that row contributes."""
+    features = _check_features(features, "features", min_rows=k + 1)
+    radii = []
+    for start in range(0, len(features), batch_size):
+        distances = pairwise_distances(features[start : start + batch_size], features)
+        # Column order after partition: the row itself (distance 0) first, then neighbours.
+        radii.append(np.partition(distances, k, axis=1)[:, k])
+    return np.concatenate(radii)
+
+
+def manifold_coverage(points, manifold, radii, batch_size: int = 1024) -> float:
+    """Share of `points` inside at least one ball (manifold[i], radii[i])."""
+    points, manifold = np.asarray(points, np.float64), np.asarray(manifold, np.float64)
+    inside = []
+    for start in range(0, len(points), batch_size):
+        distances = pairwise_distances(points[start : start + batch_size], manifold)
+        inside.append((distances <= radii[None, :]).any(axis=1))
+    return float(np.concatenate(inside).mean())
+
+
+def precision_recall(real_features, fake_features, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN balls.
+
+    Precision: share of fake samples inside the real manifold (fidelity). Recall: share of real
+    samples inside the fake manifold (diversity). Use sets of equal size: radii shrink with n.
+    """
+    real = _check_features(real_features, "real_features", min_rows=k + 1)
+    fake = _check_features(fake_features, "fake_features", min_rows=k + 1)
+    _check_same_width(real, fake)
+    precision = manifold_coverage(fake, real, knn_radii(real, k))
+    recall = manifold_coverage(real, fake, knn_radii(fake, k))
+    return precision, recall
+
+
+def class_consistency(requested, predicted, num_classes: int) -> dict:
+    """Share of samples asked for class y that the classifier assigns to y, per class and overall.
+
+    Classes never requested get None (not 0: nothing was measured).
+    """
+    requested, predicted = np.asarray(requested).ravel(), np.asarray(predicted).ravel()
+    if requested.shape != predicted.shape:
+        raise ValueError(
+            f"requested and predicted labels differ in length: {requested.shape} vs "
+            f"{predicted.shape}"
+        )
+    hits = requested == predicted
+    per_class = [
+        float(hits[requested == y].mean()) if np.any(requested == y) else None
+        for y in range(num_classes)
+    ]
+    return {"overall": float(hits.mean()) if hits.size else None, "per_class": per_class}
+
+
+def sample_scores(
+    real_features,
+    fake_features,
+    k: int = 3,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed=0,
+) -> dict:
+    """FID, KID (+ std) and precision/recall of one feature set against the real one.
+
+    Precision/recall use equally many samples from each side (a seeded subset of the larger).
+    """
+    real = _check_features(real_features, "real_features")
+    fake = _check_features(fake_features, "fake_features")
+    kid, kid_std = kernel_inception_distance(real, fake, kid_subsets, kid_subset_size, seed)
+    size = min(len(real), len(fake))
+    rng = np.random.default_rng(seed)
+    precision, recall = precision_recall(
+        real[rng.choice(len(real), size, replace=False)],
+        fake[rng.choice(len(fake), size, replace=False)],
+        k,
+    )
+    return {
+        "fid": frechet_distance(real, fake),
+        "kid": kid,
+        "kid_std": kid_std,
+        "precision": precision,
+        "recall": recall,
+        "n": int(len(fake)),
+        "n_real": int(len(real)),
+        "n_precision_recall": int(size),
+    }
+
+
+# =========================================================================================
+# The domain classifier
+# =========================================================================================
+def classifier_cache_root(cache_dir=None) -> Path:
+    """cache_dir, else $ZOO_CLASSIFIER_DIR, else saved_models/classifiers (from the cwd)."""
+    return Path(cache_dir or os.environ.get(CLASSIFIER_DIR_ENV) or DEFAULT_CLASSIFIER_DIR)
+
+
+def classifier_dir(dataset: str, cache_dir=None) -> Path:
+    """Where one dataset's classifier lives: a folder name made safe from the dataset name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset).strip("_") or "dataset"
+    return classifier_cache_root(cache_dir) / safe
+
+
+def build_classifier(
+    image_shape, num_classes: int, filters: int = 32, feature_dim: int = 128, shift: float = 0.1,
+    seed: int = 0,
+):
+    """Two conv blocks, a `features` dense layer (what the scores embed) and class logits.
+
+    Random shifts of up to `shift` of the image size (training only) stand in for more data.
+    """
+    counter = iter(range(seed * 100, seed * 100 + 100))
+
+    def init():
+        return keras.initializers.HeUniform(seed=next(counter))
+
+    inputs = keras.Input(shape=tuple(image_shape), name="image")
+    x = inputs
+    if shift:
+        x = layers.RandomTranslation(
+            shift, shift, fill_mode="constant", fill_value=-1.0, seed=seed, name="shift"
+        )(x)
+    for block, width in enumerate((filters, 2 * filters)):
+        for conv in range(2):
+            x = layers.Conv2D(
+                width, 3, padding="same", use_bias=False, kernel_initializer=init(),
+                name=f"conv{block}_{conv}",
+            )(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{block}_{conv}")(x)
+            x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(name=f"pool{block}")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.3, seed=seed)(x)
+    features = layers.Dense(
+        feature_dim, activation="relu", kernel_initializer=init(), name=FEATURE_LAYER
+    )(x)
+    x = layers.Dropout(0.3, seed=seed + 1)(features)
+    logits = layers.Dense(num_classes, kernel_initializer=init(), name="logits")(x)
+    return keras.Model(inputs, logits, name="domain_classifier")
+
+
+@dataclasses.dataclass
+class DomainClassifier:
+    """A trained classifier plus what is known about it (dataset, test accuracy, settings)."""
+
+    model: keras.Model
+    info: dict
+    _extractor: keras.Model | None = dataclasses.field(default=None, init=False, repr=False)
+
+    def embed(self, images, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        """(penultimate features, predicted labels) for images NHWC in [-1, 1]."""
+        if self._extractor is None:
+            self._extractor = keras.Model(
+                self.model.input, [self.model.get_layer(FEATURE_LAYER).output, self.model.output]
+            )
+        features, labels = [], []
+        for start in range(0, len(images), batch_size):
+            feats, logits = self._extractor(
+                np.asarray(images[start : start + batch_size], np.float32), training=False
+            )
+            features.append(keras.ops.convert_to_numpy(feats))
+            labels.append(keras.ops.convert_to_numpy(logits).argmax(axis=1))
+        return np.concatenate(features), np.concatenate(labels).astype(np.int32)
+
+    def accuracy(self, images, labels) -> float:
+        return float((self.embed(images)[1] == np.asarray(labels)).mean())
+
+
+def train_classifier(
+    dataset: str,
+    epochs: int = 30,
+    batch_size: int = 128,
+    filters: int = 32,
+    feature_dim: int = 128,
+    shift: float = 0.1,
+    learning_rate: float = 2e-3,
+    max_train: int | None = None,
+    seed: int = 0,
+    verbose: int = 0,
+) -> DomainClassifier:
+    """Train the domain classifier on the dataset's train split; report test-split accuracy."""
+    epochs = check_count(epochs, "epochs")
+    info = data.info(dataset)
+    if not info.num_classes:
+        raise ValueError(f"dataset {dataset!r} has no class labels; the classifier needs them")
+    images, labels = data.load_arrays(dataset, "train")
+    if max_train is not None:
+        keep = np.random.default_rng(seed).permutation(len(images))[: check_count(max_train)]
+        images, labels = images[keep], labels[keep]
+    model = build_classifier(info.image_shape, info.num_classes, filters, feature_dim, shift, seed)
+    steps = epochs * int(np.ceil(len(images) / batch_size))
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    train = data.from_arrays(images, labels, batch_size=batch_size, seed=seed, drop_remainder=False)
+    started = time.perf_counter()
+    model.fit(train, epochs=epochs, verbose=verbose)
+    seconds = time.perf_counter() - started
+    classifier = DomainClassifier(model, {})
+    test_images, test_labels = data.load_arrays(dataset, "test")
+    classifier.info = {
+        "dataset": dataset,
+        "test_accuracy": classifier.accuracy(test_images, test_labels),
+        "n_test": int(len(test_images)),
+        "n_train": int(len(images)),
+        "num_classes": int(info.num_classes),
+        "image_shape": list(info.image_shape),
+        "feature_layer": FEATURE_LAYER,
+        "feature_dim": int(feature_dim),
+        "settings": {
+            "epochs": epochs, "batch_size": batch_size, "filters": filters, "shift": shift,
+            "learning_rate": learning_rate, "max_train": max_train, "seed": seed,
+        },
+        "train_seconds": round(seconds, 1),
+        "keras_version": keras.__version__,
+    }
+    return classifier
+
+
+def load_classifier(
+    dataset: str, cache_dir=None, retrain: bool = False, **train_kwargs
+) -> DomainClassifier:
+    """The dataset's cached classifier, trained (with `train_kwargs`) and cached on first use.
+
+    A cached classifier is reused whatever `train_kwargs` say; pass retrain=True to replace it.
+    """
+    folder = classifier_dir(dataset, cache_dir)
+    model_path, info_path = folder / CLASSIFIER_FILE, folder / CLASSIFIER_INFO
+    if not retrain and model_path.is_file() and info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info.get("dataset") != dataset:
+            raise ValueError(
+                f"{folder} holds a classifier for {info.get('dataset')!r}, not {dataset!r}; "
+                "use another cache_dir"
+            )
+        info["path"] = str(folder)
+        return DomainClassifier(keras.models.load_model(model_path), info)
+    classifier = train_classifier(dataset, **train_kwargs)
+    folder.mkdir(parents=True, exist_ok=True)
+    classifier.model.save(model_path)
+    _write_json(info_path, classifier.info)
+    classifier.info["path"] = str(folder)
+    return classifier
+
+
+# =========================================================================================
+# Running models
+# =========================================================================================
+def _likelihood_metrics(model, real_images, batch_size: int) -> dict:
+    """Reconstruction error and ELBO (beta = 1, one posterior draw per image) in nats/image."""
+    reconstruction, kl = [], []
+    for start in range(0, len(real_images), batch_size):
+        rec, div = model.elbo_terms(real_images[start : start + batch_size], training=False)
+        reconstruction.append(keras.ops.convert_to_numpy(rec))
+        kl.append(keras.ops.convert_to_numpy(div))
+    reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)
+    rebuilt = model.reconstruct(real_images, batch_size=batch_size)
+    return {
+        "elbo": float(-(reconstruction + kl).mean()),
+        "reconstruction_nll": float(reconstruction.mean()),
+        "kl": float(kl.mean()),
+        "reconstruction_mse": float(np.mean((rebuilt - real_images) ** 2)),
+        "likelihood": getattr(model, "likelihood", None),
+        "units": "nats per image (mse: per pixel, images in [-1, 1])",
+        "n": int(len(real_images)),
+    }
+
+
+def _has_likelihood(model) -> bool:
+    return callable(getattr(model, "elbo_terms", None)) and callable(
+        getattr(model, "reconstruct", None)
+    ) and not getattr(model, "num_classes", 0)
+
+
+# Extra metrics by what a model can do: name -> (applies to model?, compute(model, context)).
+MODEL_METRICS = {
+    "class_consistency": (
+        lambda model: bool(getattr(model, "num_classes", 0)),
+        lambda model, ctx: class_consistency(
+            ctx["requested"], ctx["predicted"], model.num_classes
+        ),
+    ),
+    "likelihood": (
+        _has_likelihood,
+        lambda model, ctx: _likelihood_metrics(model, ctx["test_images"], ctx["batch_size"]),
+    ),
+}
+
+
+def _check_model_fits(model, info) -> None:
+    if tuple(model.image_shape) != tuple(info.image_shape):
+        raise ValueError(
+            f"the model makes images of shape {tuple(model.image_shape)} but dataset "
+            f"{info.name!r} has {tuple(info.image_shape)}"
+        )
+    if model.num_classes and model.num_classes != info.num_classes:
+        raise ValueError(
+            f"the model has {model.num_classes} classes but dataset {info.name!r} has "
+            f"{info.num_classes}"
+        )
+
+
+def evaluate_model(
+    model,
+    dataset: str,
+    n: int = 10000,
+    *,
+    classifier: DomainClassifier | None = None,
+    cache_dir=None,
+    seed: int = 0,
+    k: int = 3,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    batch_size: int = 256,
+) -> dict:
+    """Scores of `n` samples of `model` against `dataset`'s test split, with the real floor.
+
+    Conditional models are asked for labels cycling through the classes (balanced).
+    """
+    n = check_count(n)
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset must be a dataset name such as 'mnist5k', got {dataset!r}")
+    info = data.info(dataset)
+    _check_model_fits(model, info)
+    started = time.perf_counter()
+    classifier = classifier or load_classifier(dataset, cache_dir)
+    test_images, test_labels = data.load_arrays(dataset, "test")
+    train_images, _ = data.load_arrays(dataset, "train")
+    keep = np.random.default_rng(seed).permutation(len(train_images))[:n]
+    real_features, _ = classifier.embed(test_images)
+    floor_features, _ = classifier.embed(train_images[keep])
+
+    requested = np.arange(n) % model.num_classes if model.num_classes else None
+    samples = model.sample(n, labels=requested, seed=seed, batch_size=batch_size)
+    fake_features, predicted = classifier.embed(samples)
+
+    options = {"k": k, "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "seed": seed}
+    result = {
+        "dataset": dataset,
+        "family": getattr(model, "family", type(model).__name__),
+        "n": n,
+        "seed": seed,
+        "classifier": {
+            key: classifier.info.get(key)
+            for key in ("test_accuracy", "n_test", "n_train", "feature_dim", "path")
+        },
+        "model": sample_scores(real_features, fake_features, **options),
+        "real_floor": sample_scores(real_features, floor_features, **options),
+        "notes": "classifier-based scores (penultimate features of a small CNN trained on this "
+        "dataset); not comparable with Inception FID",
+    }
+    context = {
+        "requested": requested, "predicted": predicted, "test_images": test_images,
+        "batch_size": batch_size,
+    }
+    for name, (applies, compute) in MODEL_METRICS.items():
+        if applies(model):
+            result[name] = compute(model, context)
+    if "class_consistency" in result:
+        result["class_consistency"]["real_floor"] = classifier.accuracy(test_images, test_labels)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def load_run(run_dir):
+    """(model, config dict, run folder) from a run folder (or its model.keras file)."""
+    import zoo  # noqa: F401  (registers the model families for deserialization)
+
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise ValueError(f"run must be a run folder path, got {run_dir!r}")
+    path = Path(run_dir)
+    run = path.parent if path.is_file() and path.suffix == ".keras" else path
+    model_path = path if run is not path else run / "model.keras"
+    if not model_path.is_file():
+        raise ValueError(f"no run at {str(run_dir)!r}: expected a folder holding model.keras")
+    config_path = run / "config.json"
+    try:
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path} is not valid JSON ({error})") from None
+    return keras.models.load_model(model_path), config, run
+
+
+def evaluate_run(run_dir, dataset: str | None = None, n: int = 10000, **options) -> dict:
+    """Evaluate RUN/model.keras against `dataset` (default: RUN/config.json's), write RUN/eval.json."""
+    n = check_count(n)
+    model, config, run = load_run(run_dir)
+    dataset = dataset or config.get("dataset")
+    if not dataset:
+        raise ValueError(
+            f"no dataset for run {str(run)!r}: config.json records none; pass dataset=NAME "
+            "(e.g. mnist5k)"
+        )
+    result = evaluate_model(model, dataset, n, **options)
+    result["run"] = str(run)
+    _write_json(run / EVAL_FILE, result)
+    return result
+
+
+def _write_json(path: Path, value) -> None:
+    """Write through a temporary file so an interrupted write never leaves half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+# =========================================================================================
+# Text table
+# =========================================================================================
+def _number(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+SCORE_ROWS = (
+    ("FID (classifier)", "fid", 4),
+    ("KID", "kid", 3),
+    ("precision", "precision", 3),
+    ("recall", "recall", 3),
+)
+
+
+def format_table(results: dict) -> str:
+    """A short plain-text table of `evaluate_model` / eval.json results."""
+    model, floor = results.get("model", {}), results.get("real_floor", {})
+    classifier = results.get("classifier", {})
+    lines = [
+        f"{results.get('family', '?')} on {results.get('dataset', '?')}: "
+        f"{model.get('n', '?')} samples vs {model.get('n_real', '?')} held-apart real images; "
+        f"classifier test accuracy {_number(classifier.get('test_accuracy'))}",
+        f"{'metric':<20}{'model':>12}{'real floor':>12}",
+    ]
+    for title, key, digits in SCORE_ROWS:
+        value, base = _number(model.get(key), digits), _number(floor.get(key), digits)
+        if key == "kid":
+            value += f" ±{_number(model.get('kid_std'), 2)}"
+            base += f" ±{_number(floor.get('kid_std'), 2)}"
+        lines.append(f"{title:<20}{value:>12}{base:>12}")
+    consistency = results.get("class_consistency")
+    if consistency:
+        lines.append(
+            f"{'class consistency':<20}{_number(consistency['overall'], 3):>12}"
+            f"{_number(consistency.get('real_floor'), 3):>12}"
+        )
+        lines.append(
+            "  per class: "
+            + " ".join(
+                f"{label}:{_number(share, 2)}" for label, share in enumerate(consistency["per_class"])
+            )
+        )
+    likelihood = results.get("likelihood")
+    if likelihood:
+        lines.append(
+            f"{'ELBO (nats/image)':<20}{_number(likelihood['elbo'], 5):>12}"
+            f"   reconstruction NLL {_number(likelihood['reconstruction_nll'], 5)}, "
+            f"KL {_number(likelihood['kl'], 4)}, MSE {_number(likelihood['reconstruction_mse'], 3)}"
+        )
+    lines.append("(classifier-based scores: not comparable with Inception FID)")
+    return "\n".join(lines)

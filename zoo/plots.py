@@ -1,0 +1,192 @@
+"""Pictures of a trained run (PNG): what the numbers of `zoo.evaluate` cannot show.
+
+`plot_run(run_dir, out_dir=None)` writes, into RUN/plots/ by default:
+
+- samples.png         a grid of samples (fixed seed);
+- classes.png         conditional models: one row per class;
+- interpolation.png   rows of slerp paths between two latents (fixed label per row if conditional);
+- reconstructions.png VAE: rows of held-apart originals, each with its reconstructions below;
+- latent_manifold.png VAE with a 2-D latent: decodings over a grid of latent quantiles;
+- loss_curves.png     every loss column of RUN/history.csv against the epoch.
+
+Grids are drawn with `exporters.images`; loss curves with matplotlib's Agg canvas (matplotlib
+comes with mlxtend, a declared dependency) without touching pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from exporters.images import save_grid
+from zoo.evaluate import load_run
+
+MIN_CELL_PIXELS = 28  # smaller images (8x8 digits) are enlarged, nearest neighbour, to this
+
+
+# ---- pure helpers ------------------------------------------------------------------------
+def slerp(z0, z1, t) -> np.ndarray:
+    """Spherical interpolation between latents z0 and z1 at fractions t (shape (len(t), d)).
+
+    Gaussian latents live near a sphere; a straight line between two of them passes through
+    atypically short vectors, slerp keeps the norm typical. Near-parallel ends fall back to lerp.
+    """
+    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
+    t = np.asarray(t, np.float64)[:, None]
+    cosine = np.dot(z0, z1) / (np.linalg.norm(z0) * np.linalg.norm(z1) + 1e-12)
+    omega = np.arccos(np.clip(cosine, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        return ((1.0 - t) * z0 + t * z1).astype(np.float32)
+    return (
+        (np.sin((1.0 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
+    ).astype(np.float32)
+
+
+def latent_grid(size: int, low: float = 0.05, high: float = 0.95) -> np.ndarray:
+    """(size * size, 2) latents at standard-normal quantiles: the prior's mass spread evenly."""
+    normal = statistics.NormalDist()
+    axis = np.array([normal.inv_cdf(q) for q in np.linspace(low, high, size)], np.float32)
+    rows, columns = np.meshgrid(axis[::-1], axis, indexing="ij")  # z2 grows upwards
+    return np.stack([columns.ravel(), rows.ravel()], axis=1)
+
+
+def enlarge(images, min_pixels: int = MIN_CELL_PIXELS) -> np.ndarray:
+    """Repeat pixels so tiny images stay visible in a grid."""
+    images = np.asarray(images)
+    factor = max(1, math.ceil(min_pixels / images.shape[1]))
+    return images if factor == 1 else images.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def read_history(path) -> dict[str, list[float]]:
+    """Columns of a Keras CSVLogger file as float lists (non-numeric cells become NaN)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+
+    def number(text):
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return float("nan")
+
+    columns = rows[0].keys() if rows else []
+    return {column: [number(row[column]) for row in rows] for column in columns}
+
+
+# ---- one function per picture ------------------------------------------------------------
+def _save(images, path, columns):
+    return save_grid(enlarge(images), path, columns)
+
+
+def plot_samples(model, out_dir: Path, n: int = 64, seed: int = 0) -> dict:
+    labels = np.arange(n) % model.num_classes if model.num_classes else None
+    columns = model.num_classes or None
+    return {"samples": _save(model.sample(n, labels=labels, seed=seed), out_dir / "samples.png", columns)}
+
+
+def plot_classes(model, out_dir: Path, per_class: int = 10, seed: int = 0) -> dict:
+    if not model.num_classes:
+        return {}
+    labels = np.repeat(np.arange(model.num_classes), per_class)
+    images = model.sample(len(labels), labels=labels, seed=seed)
+    return {"classes": _save(images, out_dir / "classes.png", per_class)}
+
+
+def plot_interpolation(model, out_dir: Path, rows: int = 8, steps: int = 10, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    ends = rng.standard_normal((rows, 2, model.latent_dim)).astype(np.float32)
+    z = np.concatenate([slerp(a, b, np.linspace(0.0, 1.0, steps)) for a, b in ends])
+    labels = (
+        np.repeat(np.arange(rows) % model.num_classes, steps).astype(np.int32)
+        if model.num_classes
+        else None
+    )
+    return {"interpolation": _save(model.generate(z, labels), out_dir / "interpolation.png", steps)}
+
+
+def plot_reconstructions(model, out_dir: Path, dataset, groups: int = 4, columns: int = 10) -> dict:
+    """Rows of originals from the held-apart split, each followed by its reconstructions."""
+    from zoo import data
+
+    images, _ = data.load_arrays(dataset, "test")
+    originals = images[: groups * columns]
+    rebuilt = model.reconstruct(originals)
+    paired = np.concatenate(
+        [
+            np.concatenate([originals[i : i + columns], rebuilt[i : i + columns]])
+            for i in range(0, len(originals), columns)
+        ]
+    )
+    return {"reconstructions": _save(paired, out_dir / "reconstructions.png", columns)}
+
+
+def plot_latent_manifold(model, out_dir: Path, size: int = 20) -> dict:
+    images = model.decode(latent_grid(size))
+    return {"latent_manifold": _save(images, out_dir / "latent_manifold.png", size)}
+
+
+def plot_loss_curves(history_path: Path, out_dir: Path) -> dict:
+    """Every numeric column but `epoch` against the epoch; validation columns dashed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    history = read_history(history_path)
+    epochs = history.pop("epoch", None)
+    curves = {name: values for name, values in history.items() if np.isfinite(values).any()}
+    if not curves:
+        return {}
+    figure = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, values in sorted(curves.items()):
+        x = [e + 1 for e in epochs] if epochs else list(range(1, len(values) + 1))
+        axes.plot(x, values, "--" if name.startswith("val_") else "-", marker=".", label=name)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss / metric")
+    axes.set_title(f"training history ({history_path.name})")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    path = out_dir / "loss_curves.png"
+    figure.savefig(path, format="png")
+    return {"loss_curves": path}
+
+
+def _is_vae(model) -> bool:
+    return callable(getattr(model, "reconstruct", None)) and callable(getattr(model, "decode", None))
+
+
+# Pictures by what a model can do: name -> (applies?(model, run context), draw(model, ctx)).
+PICTURES = {
+    "samples": (lambda m, ctx: True, lambda m, ctx: plot_samples(m, ctx["out"])),
+    "classes": (lambda m, ctx: bool(m.num_classes), lambda m, ctx: plot_classes(m, ctx["out"])),
+    "interpolation": (lambda m, ctx: True, lambda m, ctx: plot_interpolation(m, ctx["out"])),
+    "reconstructions": (
+        lambda m, ctx: _is_vae(m) and not m.num_classes and bool(ctx["dataset"]),
+        lambda m, ctx: plot_reconstructions(m, ctx["out"], ctx["dataset"]),
+    ),
+    "latent_manifold": (
+        lambda m, ctx: _is_vae(m) and not m.num_classes and m.latent_dim == 2,
+        lambda m, ctx: plot_latent_manifold(m, ctx["out"]),
+    ),
+    "loss_curves": (
+        lambda m, ctx: ctx["history"].is_file(),
+        lambda m, ctx: plot_loss_curves(ctx["history"], ctx["out"]),
+    ),
+}
+
+
+def plot_run(run_dir, out_dir=None) -> dict[str, Path]:
+    """Write the run's pictures as PNGs into out_dir (default RUN/plots); name -> path."""
+    model, config, run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    context = {"out": out, "dataset": config.get("dataset"), "history": run / "history.csv"}
+    written = {}
+    for applies, draw in PICTURES.values():
+        if applies(model, context):
+            written.update(draw(model, context))
+    return written
