@@ -18,6 +18,13 @@ STRATEGY_NAMES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
 EXIT_BAD_INPUT = 2
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one line (`zoo train: error: ...`), no usage dump."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 class CommandError(Exception):
     """A problem with the user's input: reported as one line, exit status 2."""
 
@@ -165,7 +172,7 @@ def command_serve(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="zoo", description="genzoo: train, export, sample, evaluate and serve image generators."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

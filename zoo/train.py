@@ -98,8 +98,12 @@ def train(
     export: tuple[str, ...] = (),
     quantize: str = "none",
     verbose="auto",
+    callbacks=(),
 ) -> Path:
-    """Train `model_name` on `dataset` and write (or resume) its run folder. Returns the folder."""
+    """Train `model_name` on `dataset` and write (or resume) its run folder. Returns the folder.
+
+    `callbacks` are extra Keras callbacks, run before the run folder's own ones.
+    """
     model_class = registry.get_model_class(model_name)
     check_positive(epochs, "epochs")
     check_positive(batch_size, "batch_size")
@@ -151,6 +155,7 @@ def train(
     }
     write_json_atomically(run_dir / "config.json", config)
     callbacks = [
+        *callbacks,
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
