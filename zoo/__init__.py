@@ -1,13 +1,16 @@
-"""genzoo: image generators (GAN, CGAN, VAE) trained with Keras `fit`, exported with `exporters`.
+"""genzoo: image generators (GAN, CGAN, VAE, ...) trained with Keras `fit`, exported with `exporters`.
 
-Attributes load on first use, so `zoo --help` and TF-free tools start without TensorFlow.
+`import zoo` registers every family with Keras, so `keras.models.load_model("run/model.keras")`
+works right after it. On a machine without TensorFlow (serving exported artifacts only) the
+package still imports, and the TF-free commands (`zoo sample`, `zoo serve` on .onnx/.tflite) run.
 """
 
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (None: a submodule; any other zoo.X submodule works too)
+# public name -> module that defines it; any other zoo.X submodule is loaded on first use too.
 _EXPORTS = {
     "build": "zoo.registry",
     "list_models": "zoo.registry",
@@ -15,16 +18,8 @@ _EXPORTS = {
     "GAN": "zoo.gan",
     "CGAN": "zoo.gan",
     "VAE": "zoo.vae",
-    "callbacks": None,
-    "data": None,
-    "distribute": None,
-    "losses": None,
-    "networks": None,
-    "train": None,
-    "evaluate": None,
-    "plots": None,
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "callbacks", "data", "distribute", "losses", "networks", "train"])
 
 
 def __getattr__(name):
@@ -37,3 +32,9 @@ def __getattr__(name):
         if error.name != f"zoo.{name}":
             raise
         raise AttributeError(f"module 'zoo' has no attribute {name!r}") from None
+
+
+if importlib.util.find_spec("tensorflow") is not None:
+    from zoo import registry as _registry
+
+    _registry.list_models()  # imports and registers every family

@@ -1,0 +1,164 @@
+"""The `zoo` command end to end on a tiny budget, and its one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo import train as zoo_train
+
+ZOO = [str(Path(sys.executable).with_name("zoo"))]
+if not Path(ZOO[0]).exists():
+    ZOO = [sys.executable, "-m", "zoo.cli"]
+TINY = ["--dataset", "digits", "--batch-size", "100", "--seed", "1", "--verbose", "0",
+        "--model-arg", "base_filters=8", "--model-arg", "latent_dim=8"]
+
+
+def run_zoo(*args, timeout=300):
+    return subprocess.run([*ZOO, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error:" in last, result.stderr
+    for fragment in fragments:
+        assert fragment in last, (fragment, last)
+
+
+def test_list_names_models_and_datasets():
+    result = run_zoo("list")
+    assert result.returncode == 0, result.stderr
+    for name in ("gan", "cgan", "vae", "mnist5k", "digits", "onnx", "tflite"):
+        assert name in result.stdout
+
+
+def test_train_writes_a_run_folder_and_never_overwrites_it(tmp_path):
+    run = tmp_path / "run"
+    result = run_zoo("train", "cgan", *TINY, "--epochs", "2", "--out", run)
+    assert result.returncode == 0, result.stderr
+    assert f"samples: {run / 'grids' / 'epoch-002.png'}" in result.stdout
+    assert sorted(p.name for p in run.iterdir()) == [
+        "config.json", "grids", "history.csv", "logs", "model.keras"
+    ]
+    assert sorted(p.name for p in (run / "grids").iterdir()) == ["epoch-001.png", "epoch-002.png"]
+    assert list((run / "logs").rglob("events.out.tfevents.*"))
+    rows = (run / "history.csv").read_text().strip().splitlines()
+    assert rows[0].split(",")[:3] == ["epoch", "d_loss", "g_loss"] and len(rows) == 3
+    config = json.loads((run / "config.json").read_text())
+    assert config["status"] == "finished" and config["family"] == "cgan"
+    assert config["num_classes"] == 10 and config["image_shape"] == [8, 8, 1]
+    model = keras.models.load_model(run / "model.keras")
+    assert model.sample(3, labels=[0, 1, 2], seed=0).shape == (3, 8, 8, 1)
+
+    before = (run / "model.keras").read_bytes()
+    again = run_zoo("train", "cgan", *TINY, "--epochs", "2", "--out", run)
+    assert_one_line_error(again, "finished run", "never overwritten")
+    assert (run / "model.keras").read_bytes() == before
+
+
+def test_same_seed_gives_the_same_model(tmp_path):
+    for name in ("a", "b"):
+        result = run_zoo("train", "vae", *TINY, "--epochs", "1", "--out", tmp_path / name)
+        assert result.returncode == 0, result.stderr
+    a = keras.models.load_model(tmp_path / "a" / "model.keras")
+    b = keras.models.load_model(tmp_path / "b" / "model.keras")
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+class CrashAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_rerun_after_a_crash_resumes_from_the_last_finished_epoch(tmp_path):
+    run = tmp_path / "run"
+    settings = dict(dataset="digits", epochs=3, batch_size=100, seed=2, out=run, verbose=0,
+                    model_kwargs={"base_filters": 8, "latent_dim": 8})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        # the crash comes after the backup of epoch 2 is written (callbacks run in order)
+        zoo_train.train("gan", **settings, callbacks=[_LastCallback(CrashAfterEpoch(2))])
+    assert json.loads((run / "config.json").read_text())["status"] == "running"
+    assert not (run / "model.keras").exists()
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+
+    epochs_run = []
+    recorder = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epochs_run.append(e))
+    zoo_train.train("gan", **settings, callbacks=[recorder])
+    assert epochs_run == [2]
+    rows = (run / "history.csv").read_text().strip().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+    assert json.loads((run / "config.json").read_text())["status"] == "finished"
+
+    with pytest.raises(ValueError, match="other settings .*batch_size: 100 -> 50"):
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "config.json").write_text(json.dumps({**json.loads(
+            (run / "config.json").read_text()), "status": "running"}))
+        zoo_train.train("gan", **{**settings, "out": other, "batch_size": 50})
+
+
+class _LastCallback(keras.callbacks.Callback):
+    """Runs the wrapped callback after all others of the epoch (train() puts extras first)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.pending = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.pending = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.pending is not None:
+            self.inner.on_epoch_end(self.pending)
+
+    def on_train_end(self, logs=None):
+        if self.pending is not None:
+            self.inner.on_epoch_end(self.pending)
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["train", "foo"], ["unknown model 'foo'", "cgan, gan, vae"]),
+        (["train", "gan", "--dataset", "nope"], ["unknown dataset 'nope'", "mnist5k, digits"]),
+        (["train", "gan", "--epochs", "0"], ["--epochs", "positive integer, got 0"]),
+        (["train", "gan", "--epochs", "-3"], ["--epochs", "positive integer, got -3"]),
+        (["train", "gan", "--batch-size", "0"], ["--batch-size", "positive integer, got 0"]),
+        (["train", "gan", "--dataset", "digits", "--model-arg", "image_shape=[32,32,3]"],
+         ["(8, 8, 1)", "image_shape=(32, 32, 3)"]),
+        (["train", "gan", "--dataset", "digits", "--model-arg", "latent_dim=-1"],
+         ["latent_dim must be a positive integer, got -1"]),
+        (["train", "gan", "--export", "pdf"], ["unknown export format", "pdf"]),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
+    out = tmp_path / "run"
+    result = run_zoo(*args, "--out", out)
+    assert_one_line_error(result, *fragments)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_errors_leave_existing_folders_alone(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    result = run_zoo("train", "gan", *TINY, "--out", tmp_path)
+    assert_one_line_error(result, "is not a genzoo run")
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_python_api_names_match_the_cli():
+    assert set(zoo.list_models()) >= {"gan", "cgan", "vae"}
