@@ -1,0 +1,365 @@
+"""Generate images from an exported generator with numpy + ONNX Runtime or LiteRT only.
+
+No TensorFlow and no zoo here: this module is what a server or a laptop without TensorFlow
+imports. `load(path)` reads the manifest beside the artifact, checks that the file is the one the
+manifest describes (sha256, size, input names and shapes), and returns a `Generator` whose
+`generate(n, labels, seed)` draws latents exactly like `zoo`'s `model.sample` (so the same seed
+gives the same images) and returns uint8 NHWC images.
+
+ONNX Runtime settings, and why: each session runs with one intra-op thread, and a large batch
+is split into one chunk per core run concurrently (`session.run` is thread-safe and releases the
+GIL). ORT's ConvTranspose, DepthToSpace and Concat kernels parallelize poorly inside one call
+(per-image GEMM + single-threaded col2im), so chunk-level parallelism scales where the intra-op
+pool does not, and no pool threads spin against other work on a shared machine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from exporters import manifest as manifest_lib
+from exporters.images import to_uint8
+
+MAX_IMAGES = 4096
+MIN_CHUNK = 8
+# Which artifact `load(folder)` picks, best first: ONNX (dynamic batch), then TFLite fp32.
+PREFERRED_FORMATS = ("onnx", "tflite")
+
+
+class ArtifactError(ValueError):
+    """The artifact or its manifest cannot be used (corrupt, truncated, mismatched, unknown)."""
+
+
+def cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# ---- backends: {input name: array} -> {output name: array}, any batch size ----------------------
+class OnnxBackend:
+    """ONNX Runtime CPU session; large batches run as concurrent per-core chunks (see above)."""
+
+    format = "onnx"
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # ORT raises its own Fail/InvalidProtobuf types
+            raise ArtifactError(f"{path} is not a loadable ONNX model: {error}") from None
+        self.threads = threads or cpu_count()
+        self._pool = None
+        self._pool_lock = threading.Lock()
+        self.inputs = [_spec(i.name, i.type, i.shape) for i in self.session.get_inputs()]
+        self.outputs = [_spec(o.name, o.type, o.shape) for o in self.session.get_outputs()]
+        self.batch = None
+
+    def _run_one(self, feeds):
+        names = [o["name"] for o in self.outputs]
+        return dict(zip(names, self.session.run(names, feeds)))
+
+    def run(self, feeds: dict) -> dict:
+        n = len(next(iter(feeds.values())))
+        parts = min(self.threads, n // MIN_CHUNK)
+        if parts < 2:
+            return self._run_one(feeds)
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ort-chunk")
+        bounds = np.linspace(0, n, parts + 1).astype(int)
+        chunks = [{k: v[a:b] for k, v in feeds.items()} for a, b in zip(bounds, bounds[1:])]
+        results = list(self._pool.map(self._run_one, chunks))
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+
+class LiteRTBackend:
+    """LiteRT interpreter through the `serve` signature; a static batch is filled chunk by chunk
+    (the last one padded). One interpreter is not thread-safe, so calls are serialized."""
+
+    format = "tflite"
+
+    def __init__(self, path, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or cpu_count())
+            self.runner = self.interpreter.get_signature_runner("serve")
+        except Exception as error:  # corrupt flatbuffers raise ValueError/RuntimeError
+            raise ArtifactError(f"{path} is not a loadable TFLite model: {error}") from None
+        self.lock = threading.Lock()
+        details = self.runner.get_input_details()
+        self.inputs = [
+            _spec(name, d["dtype"], d["shape_signature"]) for name, d in sorted(details.items())
+        ]
+        self.outputs = [
+            _spec(name, d["dtype"], d["shape_signature"])
+            for name, d in sorted(self.runner.get_output_details().items())
+        ]
+        batches = {spec["shape"][0] for spec in self.inputs}
+        self.batch = batches.pop() if len(batches) == 1 and None not in batches else None
+
+    def run(self, feeds: dict) -> dict:
+        n = len(next(iter(feeds.values())))
+        step = self.batch or n
+        results = []
+        with self.lock:
+            for start in range(0, n, step):
+                chunk = {k: _pad(v[start : start + step], step) for k, v in feeds.items()}
+                results.append(self.runner(**chunk))
+        return {name: np.concatenate([r[name] for r in results])[:n] for name in results[0]}
+
+
+def _pad(array, size):
+    if len(array) == size:
+        return np.ascontiguousarray(array)
+    padding = np.zeros((size - len(array), *array.shape[1:]), dtype=array.dtype)
+    return np.concatenate([array, padding])
+
+
+def _spec(name, dtype, shape) -> dict:
+    dtype = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype
+    dtype = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(int64)": "int64"}.get(
+        dtype, dtype
+    )
+    dims = [int(d) if isinstance(d, (int, np.integer)) and d >= 0 else None for d in shape]
+    return {"name": name, "dtype": dtype, "shape": dims}
+
+
+# file suffix -> backend class
+BACKENDS = {".onnx": OnnxBackend, ".tflite": LiteRTBackend}
+
+
+# ---- input checks (the same rules as zoo.base.check_count / check_labels) ---------------------
+def check_count(n, max_images: int = MAX_IMAGES, what: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"{what} must be a positive integer, got {n!r}")
+    if n > max_images:
+        raise ValueError(f"{what} must be at most {max_images}, got {n!r}")
+    return int(n)
+
+
+def check_seed(seed):
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or null, got {seed!r}")
+    return int(seed)
+
+
+def check_labels(labels, n: int, num_classes: int):
+    """int32 labels, one per image, or a ValueError saying what was wrong and what is expected."""
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError("this model is unconditional (num_classes=0) and takes no labels")
+        return None
+    if labels is None:
+        raise ValueError(
+            f"this model is conditional: pass labels, {n} integers in [0, {num_classes})"
+        )
+    if isinstance(labels, (str, bytes)):
+        raise ValueError(f"labels must be integers, got {labels!r}")
+    try:
+        array = np.asarray(labels)
+    except (ValueError, TypeError):
+        raise ValueError(f"labels must be a flat list of integers, got {labels!r}") from None
+    if array.ndim != 1 or array.shape[0] != n:
+        raise ValueError(f"expected {n} labels (one per image), got shape {array.shape}")
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.integer)
+        or (np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array)))
+    ):
+        raise ValueError(f"labels must be integers, got {_short(labels)}")
+    bad = array[(array < 0) | (array >= num_classes)]
+    if bad.size:
+        raise ValueError(
+            f"labels must be in [0, {num_classes}), got {bad.tolist()[:5]} out of range"
+        )
+    return array.astype(np.int32)
+
+
+def expand_labels(labels, n: int):
+    """One label for every image (`--labels 3`, `?labels=3`) -> n copies; anything else as is."""
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        return [int(labels)] * n
+    if isinstance(labels, (list, tuple)) and len(labels) == 1 and n > 1:
+        return list(labels) * n
+    return labels
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def latents(n: int, latent_dim: int, seed=None) -> np.ndarray:
+    """The same draw as zoo.base.latent_normal, so runtime and model.sample agree for a seed."""
+    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
+
+
+# ---- loading ----------------------------------------------------------------------------------
+class Generator:
+    """An exported generator: `generate(n, labels=None, seed=None)` -> uint8 (n, H, W, C)."""
+
+    def __init__(self, backend, manifest: dict, entry: dict, path: Path,
+                 max_images: int = MAX_IMAGES):
+        self.backend = backend
+        self.manifest = manifest
+        self.entry = entry
+        self.path = path
+        self.family = manifest["family"]
+        self.latent_dim = int(manifest["latent_dim"])
+        self.num_classes = int(manifest["num_classes"])
+        self.image_shape = tuple(int(d) for d in manifest["image_shape"])
+        self.max_images = max_images
+        names = [spec["name"] for spec in entry["inputs"]]
+        self.z_name = names[0]
+        self.label_name = names[1] if len(names) > 1 else None
+
+    @property
+    def format(self) -> str:
+        return self.backend.format
+
+    def metadata(self) -> dict:
+        fields = ("family", "latent_dim", "num_classes", "conditional", "image_shape",
+                  "output_range", "output_layout", "latent_distribution", "latent_recipe")
+        return {
+            **{k: self.manifest[k] for k in fields if k in self.manifest},
+            "artifact": self.path.name,
+            "format": self.format,
+            "quantization": self.entry.get("quantization", "none"),
+            "max_images": self.max_images,
+        }
+
+    def generate_float(self, n, labels=None, seed=None, batch_size=None) -> np.ndarray:
+        """float32 images in [-1, 1] (what the network outputs)."""
+        n = check_count(n, self.max_images)
+        labels = check_labels(labels, n, self.num_classes)
+        seed = check_seed(seed)
+        if batch_size is not None:
+            batch_size = check_count(batch_size, self.max_images, "batch_size")
+        z = latents(n, self.latent_dim, seed)
+        step = batch_size or n
+        outputs = []
+        for start in range(0, n, step):
+            feeds = {self.z_name: z[start : start + step]}
+            if self.label_name:
+                feeds[self.label_name] = labels[start : start + step]
+            outputs.append(self.backend.run(feeds)["images"])
+        return np.concatenate(outputs).astype(np.float32)
+
+    def generate(self, n, labels=None, seed=None, batch_size=None) -> np.ndarray:
+        """uint8 NHWC images; the same seed (and labels) gives the images `model.sample` gives."""
+        return to_uint8(self.generate_float(n, labels, seed, batch_size))
+
+
+class Encoder:
+    """An exported VAE encoder: `encode(images)` -> (z_mean, z_log_var) for NHWC images in [-1, 1]."""
+
+    def __init__(self, backend, manifest: dict, entry: dict, path: Path):
+        self.backend, self.manifest, self.entry, self.path = backend, manifest, entry, path
+        self.image_shape = tuple(int(d) for d in manifest["image_shape"])
+        self.input_name = entry["inputs"][0]["name"]
+
+    def encode(self, images):
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"expected images of shape (n, {', '.join(map(str, self.image_shape))}), "
+                f"got {images.shape}"
+            )
+        out = self.backend.run({self.input_name: images})
+        return out["z_mean"], out["z_log_var"]
+
+
+ROLES = {"generator": Generator, "encoder": Encoder}
+
+
+def resolve(path) -> Path:
+    """A file path for an artifact, export folder (manifest.json inside) or run folder (export/)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no artifact at {str(path)!r}")
+    if path.is_file():
+        return path
+    folder = path if (path / manifest_lib.MANIFEST_NAME).is_file() else path / "export"
+    manifest = manifest_lib.read(folder)
+    entries = manifest["artifacts"].values()
+    for fmt in PREFERRED_FORMATS:
+        for entry in entries:
+            if (entry.get("format") == fmt and entry.get("role") == "generator"
+                    and entry.get("quantization", "none") == "none"):
+                return folder / entry["file"]
+    raise ArtifactError(
+        f"{folder} holds no generator in a runtime format ({', '.join(PREFERRED_FORMATS)})"
+    )
+
+
+def find_entry(manifest: dict, path: Path) -> dict:
+    for entry in manifest["artifacts"].values():
+        if entry.get("file") == path.name:
+            return entry
+    raise ArtifactError(
+        f"{path.name} is not listed in {path.parent / manifest_lib.MANIFEST_NAME} "
+        f"(it lists {sorted(e.get('file') for e in manifest['artifacts'].values())})"
+    )
+
+
+def check_matches(path: Path, entry: dict):
+    """The file on disk is the one the manifest describes (catches truncation and swaps)."""
+    found = manifest_lib.digest(path)
+    if found["bytes"] != entry.get("bytes") or found["sha256"] != entry.get("sha256"):
+        raise ArtifactError(
+            f"{path} does not match its manifest: {found['bytes']} bytes, sha256 "
+            f"{found['sha256'][:12]}..., manifest says {entry.get('bytes')} bytes, sha256 "
+            f"{str(entry.get('sha256'))[:12]}... (truncated, corrupt or replaced file)"
+        )
+
+
+def check_interface(backend, entry: dict, path: Path):
+    def view(specs):
+        return sorted((s["name"], s["dtype"], tuple(s["shape"][1:])) for s in specs)
+
+    for side in ("inputs", "outputs"):
+        expected, found = view(entry[side]), view(getattr(backend, side))
+        if expected != found:
+            raise ArtifactError(
+                f"{path}'s {side} {found} do not match the manifest's {expected}"
+            )
+
+
+def load(path, max_images: int = MAX_IMAGES, threads: int | None = None, verify_hash=True):
+    """A Generator (or Encoder) for an .onnx/.tflite file, an export folder or a run folder."""
+    path = resolve(path)
+    backend_class = BACKENDS.get(path.suffix)
+    if backend_class is None:
+        raise ArtifactError(
+            f"cannot run {path.name!r}: the runtime loads {', '.join(sorted(BACKENDS))} files "
+            "(a SavedModel needs TensorFlow)"
+        )
+    manifest = manifest_lib.read(path.parent)
+    entry = find_entry(manifest, path)
+    if verify_hash:
+        check_matches(path, entry)
+    backend = backend_class(path, threads=threads)
+    check_interface(backend, entry, path)
+    role = ROLES.get(entry.get("role", "generator"))
+    if role is None:
+        raise ArtifactError(f"{path.name} has role {entry.get('role')!r}; known: {sorted(ROLES)}")
+    if role is Generator:
+        return Generator(backend, manifest, entry, path, max_images)
+    return role(backend, manifest, entry, path)
