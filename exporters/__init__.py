@@ -25,8 +25,8 @@ EXPORTERS = {
     "onnx": ("exporters.onnx", "export_onnx"),
 }
 RUNTIMES = {"saved_model": "tensorflow", "tflite": "litert", "onnx": "onnxruntime"}
-# network role -> names of its outputs in every artifact
-ROLE_OUTPUTS = {"generator": ("images",), "encoder": ("z_mean", "z_log_var")}
+# network role -> names of its outputs in every artifact (a generator's: see _generator_outputs)
+ROLE_OUTPUTS = {"encoder": ("z_mean", "z_log_var")}
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "export", "export_format"]
 
@@ -90,8 +90,8 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
         raise FileExistsError(f"{str(out_dir)!r} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(
-            f"{str(out_dir)!r} is not empty; pass overwrite=True (zoo export --overwrite) to "
-            "replace it, or choose another folder"
+            f"{str(out_dir)!r} is not empty; pass overwrite=True to replace it, or choose "
+            "another folder"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
@@ -137,7 +137,6 @@ def export(model_or_path, out_dir, formats=FORMATS, quantize="none", *, overwrit
 
     from exporters import manifest as manifest_lib
     from exporters import saved_model, tflite, verify
-    from exporters.runtime import latents
 
     model = saved_model.load_model(model_or_path)
     fields = manifest_lib.model_fields(
@@ -146,31 +145,14 @@ def export(model_or_path, out_dir, formats=FORMATS, quantize="none", *, overwrit
     networks = {"generator": saved_model.float32_network(model.generator)}
     if getattr(model, "encoder", None) is not None:
         networks["encoder"] = saved_model.float32_network(model.encoder)
-    input_names = [t.name for t in networks["generator"].inputs]
-
-    def generator_inputs(n):
-        import numpy as np
-
-        feeds = {input_names[0]: latents(n, model.latent_dim, seed=1000 + n)}
-        if model.num_classes:
-            feeds[input_names[1]] = (np.arange(n) % model.num_classes).astype("int32")
-        return feeds
-
-    def encoder_inputs(n):
-        import numpy as np
-
-        image = networks["encoder"].inputs[0]
-        shape = (n, *model.image_shape)
-        return {image.name: np.random.default_rng(n).uniform(-1, 1, shape).astype("float32")}
-
+    outputs = {"generator": _generator_outputs(model), **ROLE_OUTPUTS}
     references = {
-        role: verify.KerasReference(network, ROLE_OUTPUTS[role],
-                                    generator_inputs if role == "generator" else encoder_inputs)
+        role: verify.KerasReference(network, outputs[role], _input_maker(model, role, network))
         for role, network in networks.items()
     }
-    representative = tflite.representative_latents(
-        model.latent_dim, model.num_classes, input_names
-    )
+    fields["generator_output"] = getattr(model, "generator_output", "image")
+    if hasattr(model, "schedule_config"):  # a diffusion denoiser: what a sampling loop needs
+        fields["schedule"] = model.schedule_config()
     options = {"opset": opset or _default_opset(), "optimize": bool(optimize_onnx)}
     staging = _prepare_out_dir(out_dir, overwrite)
     try:
@@ -178,11 +160,13 @@ def export(model_or_path, out_dir, formats=FORMATS, quantize="none", *, overwrit
         for name, role, fmt, quantization, kwargs in _plans(
             formats, quantize, tflite_batch_sizes, networks
         ):
-            kwargs = {**kwargs, "output_names": ROLE_OUTPUTS[role]}
+            kwargs = {**kwargs, "output_names": outputs[role]}
             if fmt == "onnx":
                 kwargs.update(options)
             if fmt == "tflite" and quantization == "int8":
-                kwargs["representative_data"] = representative
+                kwargs["representative_data"] = tflite.representative_data(
+                    references[role].make_inputs
+                )
             info = export_format(fmt, networks[role], staging / name, **kwargs)
             check = verify.verify_artifact(
                 staging / name, fmt, references[role], quantization,
@@ -205,6 +189,44 @@ def export(model_or_path, out_dir, formats=FORMATS, quantize="none", *, overwrit
         raise
     return {**manifest, "out_dir": str(out_dir),
             "manifest_path": str(out_dir / manifest_lib.MANIFEST_NAME)}
+
+
+def _generator_outputs(model) -> tuple[str, ...]:
+    """("images",) for an image generator; a diffusion denoiser's output is its prediction."""
+    kind = getattr(model, "generator_output", "image")
+    return ("images",) if kind == "image" else (str(kind),)
+
+
+def _input_maker(model, role, network):
+    """make_inputs(n, seed=None) -> {input name: array}: the model's own example inputs for its
+    generator when it has them (diffusion denoisers take x_t, t), else latents/labels/images."""
+    import numpy as np
+
+    from exporters.runtime import latents
+
+    def default_inputs(n, seed):
+        rng = np.random.default_rng(seed)
+        values = []
+        for i, tensor in enumerate(network.inputs):
+            if "int" in str(tensor.dtype):
+                values.append((np.arange(n) % max(model.num_classes, 1)).astype(np.int32))
+            elif role == "generator" and i == 0:
+                values.append(latents(n, model.latent_dim, seed))
+            else:
+                shape = (n, *tensor.shape[1:])
+                values.append(rng.uniform(-1, 1, shape).astype(np.float32))
+        return values
+
+    def make_inputs(n, seed=None):
+        seed = 1000 + n if seed is None else seed
+        if role == "generator" and hasattr(model, "example_generator_inputs"):
+            values = model.example_generator_inputs(n, seed=seed)
+        else:
+            values = default_inputs(n, seed)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        return {t.name: np.asarray(v) for t, v in zip(network.inputs, values)}
+
+    return make_inputs
 
 
 def _default_opset() -> int:

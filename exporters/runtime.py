@@ -226,6 +226,12 @@ class Generator:
         self.num_classes = int(manifest["num_classes"])
         self.image_shape = tuple(int(d) for d in manifest["image_shape"])
         self.max_images = max_images
+        kind = manifest.get("generator_output", "image")
+        if kind != "image":
+            raise ArtifactError(
+                f"{path.name} outputs the {self.family} network's {kind!r}, not images (a "
+                "diffusion denoiser runs inside a sampling loop; see the manifest's 'schedule')"
+            )
         names = [spec["name"] for spec in entry["inputs"]]
         self.z_name = names[0]
         self.label_name = names[1] if len(names) > 1 else None

@@ -113,17 +113,12 @@ def list_ops(filepath) -> list[str]:
     return sorted({op["op_name"] for op in interpreter._get_ops_details()})
 
 
-def representative_latents(latent_dim: int, num_classes: int, input_names, steps=REPRESENTATIVE_STEPS,
-                           seed=0):
-    """A representative_data callable for a generator: standard-normal z and uniform labels."""
-    names = list(input_names)
+def representative_data(make_inputs, steps=REPRESENTATIVE_STEPS):
+    """A representative_data callable from make_inputs(n, seed) -> {input name: array}: what the
+    int8 calibration sees (for a generator: standard-normal latents and every label)."""
 
     def batches(batch_size):
-        rng = np.random.default_rng(seed)
-        for _ in range(steps):
-            feeds = {names[0]: rng.standard_normal((batch_size, latent_dim), dtype=np.float32)}
-            if num_classes:
-                feeds[names[1]] = rng.integers(0, num_classes, batch_size).astype(np.int32)
-            yield feeds
+        for step in range(steps):
+            yield make_inputs(batch_size, seed=step)
 
     return batches

@@ -1,0 +1,73 @@
+"""Shared fixtures for the export, runtime and serve tests: each tiny family exported once.
+
+`exports` is session-scoped, so test_export.py, test_runtime.py and test_serve.py reuse one
+export per family. Each family also gets one quantized TFLite variant, so between them the
+three cover every quantization mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+IMAGE_SHAPE = (28, 28, 1)
+TFLITE_BATCH = 4
+FAMILIES = {
+    "gan": {"latent_dim": 16, "base_filters": 8},
+    "cgan": {"num_classes": 10, "latent_dim": 16, "base_filters": 8},
+    "vae": {"latent_dim": 8, "base_filters": 8},
+}
+QUANTIZE = {"gan": "fp16", "cgan": "int8", "vae": "dynamic"}
+
+
+def build_tiny(family, **overrides):
+    import zoo
+
+    return zoo.build(family, image_shape=IMAGE_SHAPE, seed=3, **{**FAMILIES[family], **overrides})
+
+
+def labels_for(model, n):
+    return (np.arange(n) % model.num_classes).tolist() if model.num_classes else None
+
+
+@dataclasses.dataclass
+class Exported:
+    family: str
+    model: object
+    out_dir: Path
+    report: dict
+
+    def path(self, name) -> Path:
+        return self.out_dir / name
+
+    def artifacts(self, fmt=None, role="generator"):
+        return {
+            name: entry for name, entry in self.report["artifacts"].items()
+            if (fmt is None or entry["format"] == fmt) and entry["role"] == role
+        }
+
+
+class ExportCache:
+    def __init__(self, root: Path):
+        self.root = root
+        self.done = {}
+
+    def __call__(self, family) -> Exported:
+        if family not in self.done:
+            import exporters
+
+            model = build_tiny(family)
+            out_dir = self.root / family
+            report = exporters.export(
+                model, out_dir, quantize=QUANTIZE[family], tflite_batch_sizes=(1, TFLITE_BATCH)
+            )
+            self.done[family] = Exported(family, model, out_dir, report)
+        return self.done[family]
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    return ExportCache(tmp_path_factory.mktemp("exports"))
