@@ -127,20 +127,49 @@ def command_export(args) -> None:
         source / "export" if source.is_dir() else source.with_suffix("")
     )
     report = exporters.export(
-        str(model_path), str(out), formats=args.formats, quantize=args.quantize
+        str(model_path), str(out), formats=args.formats, quantize=args.quantize,
+        overwrite=getattr(args, "overwrite", False),
     )
     print(f"export: {out}")
-    for name, result in (report.get("artifacts") or {}).items():
-        print(f"  {name}: {result}")
+    for name, entry in report["artifacts"].items():
+        check = entry["verification"]
+        print(
+            f"  {name:28s} {entry['bytes'] / 1e6:8.2f} MB  max abs diff "
+            f"{check['max_abs_diff']:.2e} (tolerance {check['tolerance']:g})"
+        )
+    print(f"manifest: {report['manifest_path']}")
+
+
+def _sampler(source: str):
+    """generate(n, labels, seed) -> uint8 images, from an artifact (no TensorFlow) when there is
+    one, else from a run folder's or .keras file's Keras model (same seed, same images)."""
+    from exporters import runtime
+
+    path = Path(source)
+    keras_file = path / "model.keras" if path.is_dir() else path
+    exported = path.is_file() and path.suffix != ".keras" or (
+        path.is_dir() and ((path / "manifest.json").is_file() or (path / "export").is_dir())
+    )
+    if exported or not keras_file.is_file():
+        return runtime.load(source).generate
+    import keras
+
+    import zoo  # noqa: F401  (registers the zoo classes)
+    from exporters.images import to_uint8
+
+    model = keras.models.load_model(keras_file, compile=False)
+    return lambda n, labels=None, seed=None: to_uint8(model.sample(n, labels=labels, seed=seed))
 
 
 def command_sample(args) -> None:
     from exporters import runtime
     from exporters.images import save_grid
 
-    generator = runtime.load(args.source)
-    images = generator.generate(args.n, labels=args.labels, seed=args.seed)
+    generate = _sampler(args.source)
+    images = generate(args.n, labels=runtime.expand_labels(args.labels, args.n), seed=args.seed)
     out = Path(args.out)
+    if out.suffix not in (".png", ".npy"):
+        raise CommandError(f"--out must end in .png or .npy, got {args.out!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         import numpy as np
@@ -168,6 +197,8 @@ def command_plot(args) -> None:
 def command_serve(args) -> None:
     from exporters import server
 
+    if args.port > 65535:
+        raise CommandError(f"--port must be at most 65535, got {args.port}")
     server.serve(args.artifact, host=args.host, port=args.port)
 
 
