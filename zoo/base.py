@@ -13,12 +13,20 @@ keras.Model from `zoo.networks`), names its optimizers in `optimizer_roles` and 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+import logging
+
 import numpy as np
 import tensorflow as tf
 
 import keras
 
+from zoo import distribute
+
 DEFAULT_SAMPLE_BATCH = 256
+log = logging.getLogger("zoo")
 
 
 def latent_normal(n: int, latent_dim: int, seed=None) -> np.ndarray:
@@ -80,14 +88,59 @@ def unpack_batch(data):
     return images, labels
 
 
+@contextlib.contextmanager
+def dtype_policy_scope(policy):
+    """Build layers under `policy` (a name, a DTypePolicy or its config); None keeps the global one."""
+    if policy is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(keras.dtype_policies.get(policy))
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _builds_under_own_policy(init):
+    """Wrap a family's `__init__` so networks built inside it follow the model's `dtype` argument.
+
+    `zoo.build("gan", dtype="mixed_bfloat16")` (and from_config / load_model, which pass the saved
+    policy back as `dtype`) then gives a model whose generator, discriminator, ... all compute
+    in that policy, like a global `keras.config.set_dtype_policy` would, without changing it.
+    """
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        with dtype_policy_scope(kwargs.get("dtype")):
+            init(self, *args, **kwargs)
+
+    # Keras reads __init__'s arguments both ways (getfullargspec and signature): keep them equal.
+    wrapper.__signature__ = inspect.signature(init)
+    return wrapper
+
+
 class GenerativeModel(keras.Model):
-    """Common ground of the zoo's families. Subclasses set `family` and `optimizer_roles`."""
+    """Common ground of the zoo's families. Subclasses set `family` and `optimizer_roles`.
+
+    Precision: pass `dtype="mixed_float16"` or `"mixed_bfloat16"` (or set Keras' global dtype
+    policy) when building. Variables, the networks' outputs and every loss stay float32; under
+    mixed_float16, `compile` wraps every optimizer in LossScaleOptimizer and `minimize` scales.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _builds_under_own_policy(cls.__dict__["__init__"])
 
     family = ""
     conditional = False
     # optimizer attribute -> name of the network attribute it trains (None: all trainables).
     optimizer_roles: dict[str, str | None] = {"optimizer": None}
     tracker_names: tuple[str, ...] = ("loss",)
+    # What `generator` returns: "image" (NHWC in [-1, 1]), or for a diffusion family the
+    # denoiser's "prediction" (noise or v, unbounded) that a sampler turns into images.
+    generator_output = "image"
 
     def __init__(self, image_shape, latent_dim: int, num_classes: int = 0, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -128,11 +181,13 @@ class GenerativeModel(keras.Model):
     def default_optimizer(self, role: str) -> keras.optimizers.Optimizer:
         return keras.optimizers.Adam(learning_rate=1e-3)
 
-    def compile(self, jit_compile=False, **kwargs):
+    def compile(self, jit_compile="auto", **kwargs):
         """Compile with the family's default optimizers, or the ones passed by role name.
 
         Optimizers are built on their variables here (inside the caller's strategy scope), which
-        `fit` under a strategy and BackupAndRestore both need.
+        `fit` under a strategy and BackupAndRestore both need. `jit_compile` is "auto" (XLA where
+        it is measured faster and known to work: `zoo.distribute.choose_jit_compile`), or
+        True/False ("on"/"off"); the choice and its reason are in `self.jit_choice`.
         """
         unknown = sorted(set(kwargs) - set(self.optimizer_roles) - {"steps_per_execution"})
         if unknown:
@@ -150,7 +205,10 @@ class GenerativeModel(keras.Model):
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizers[role] = optimizer
         keras_optimizer = optimizers.pop("optimizer", None)
-        super().compile(optimizer=keras_optimizer, jit_compile=jit_compile, **kwargs)
+        self.jit_choice = distribute.choose_jit_compile(jit_compile)
+        self.jit_setting = jit_compile
+        log.info("%s: %s", type(self).__name__, self.jit_choice)
+        super().compile(optimizer=keras_optimizer, jit_compile=self.jit_choice.enabled, **kwargs)
         for role, optimizer in optimizers.items():
             setattr(self, role, optimizer)
         for role in self.optimizer_roles:
@@ -167,12 +225,14 @@ class GenerativeModel(keras.Model):
             role: keras.saving.serialize_keras_object(getattr(self, role))
             for role in self.optimizer_roles
         }
-        config["jit_compile"] = bool(self.jit_compile)
+        setting = getattr(self, "jit_setting", "auto")
+        # "auto" is resolved again where the model is loaded (another device, another choice).
+        config["jit_compile"] = setting if setting == "auto" else bool(self.jit_compile)
         return config
 
     def compile_from_config(self, config):
         config = dict(config)
-        jit_compile = config.pop("jit_compile", False)
+        jit_compile = config.pop("jit_compile", "auto")
         optimizers = {
             role: keras.saving.deserialize_keras_object(value) for role, value in config.items()
         }
@@ -186,13 +246,37 @@ class GenerativeModel(keras.Model):
         its own rows, in the order tf.distribute splits a global batch.
         """
         shape = (self.latent_dim,) if shape is None else tuple(shape)
+        return self.replica_draw(
+            lambda global_shape: keras.random.normal(
+                global_shape, seed=self.seed_generator, dtype="float32"
+            ),
+            local_batch,
+            shape,
+        )
+
+    def replica_uniform(self, local_batch, shape=(), minval=0.0, maxval=1.0):
+        """Uniform [minval, maxval) draws (local_batch, *shape), replica-count independent."""
+        return self.replica_draw(
+            lambda global_shape: keras.random.uniform(
+                global_shape, minval, maxval, seed=self.seed_generator, dtype="float32"
+            ),
+            local_batch,
+            shape,
+        )
+
+    @staticmethod
+    def replica_draw(draw, local_batch, shape=()):
+        """This replica's rows of `draw((global_batch, *shape))`, a draw for the GLOBAL batch.
+
+        `draw` must take its randomness from the model's SeedGenerator (as `replica_noise` and
+        `replica_uniform` do), so every replica draws the same block and N replicas see exactly
+        what one device would.
+        """
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context else 1
         replica = context.replica_id_in_sync_group if context else 0
-        noise = keras.random.normal(
-            (local_batch * replicas, *shape), seed=self.seed_generator, dtype="float32"
-        )
-        return noise[replica * local_batch : (replica + 1) * local_batch]
+        values = draw((local_batch * replicas, *tuple(shape)))
+        return values[replica * local_batch : (replica + 1) * local_batch]
 
     @staticmethod
     def average_over_global_batch(per_example_loss):
@@ -203,6 +287,7 @@ class GenerativeModel(keras.Model):
         """One optimizer step on `loss_fn()` -> (loss, aux), with loss scaling. Returns them."""
         with tf.GradientTape() as tape:
             loss, aux = loss_fn()
+            loss = tf.cast(loss, tf.float32)  # mixed precision: reduce and scale in float32
             scaled = optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(gradients, variables))
@@ -211,7 +296,23 @@ class GenerativeModel(keras.Model):
     def update_trackers(self, **per_example_values):
         for name, values in per_example_values.items():
             self.trackers[name].update_state(tf.cast(values, tf.float32))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if distribute.is_multi_worker():
+            # Keras 3.15 reduces step outputs across workers with strategy.reduce("MEAN", v,
+            # axis=0), which fails on scalars (keras-team/keras#20585): give it shape (1,).
+            # The epoch logs are read from the (synchronized) trackers, so they stay scalars.
+            results = {name: tf.reshape(value, (1,)) for name, value in results.items()}
+        return results
+
+    def example_generator_inputs(self, n: int, seed=0):
+        """Inputs for `self.generator` with batch `n`, for checks and export verification.
+
+        The default is what an image generator takes: standard-normal z [, labels 0, 1, ...].
+        Families whose `generator` takes other inputs (a diffusion denoiser) override this.
+        """
+        n = check_count(n)
+        labels = (np.arange(n) % self.num_classes).astype(np.int32) if self.num_classes else None
+        return self.with_labels(latent_normal(n, self.latent_dim, seed), labels)
 
     def with_labels(self, z, labels):
         return [z, labels] if self.num_classes else z
@@ -224,6 +325,15 @@ class GenerativeModel(keras.Model):
                 f"{self.family} is conditional: the dataset must yield (images, labels)"
             )
         return tf.cast(tf.reshape(labels, (-1,)), tf.int32)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' TF trainer builds a model from the first batch, reducing it with
+        # strategy.reduce("MEAN", (images, labels)), which MultiWorkerMirroredStrategy rejects
+        # ("Attempt to convert a value (PerReplica...)"). These models are built in __init__
+        # and their optimizers in compile(): no batch is needed, so none is read.
+        if all(layer.built for layer in self._flatten_layers()):
+            iterator = data_batch = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # ---- fit: check the data before Keras traces anything -------------------------------
     def fit(self, x=None, y=None, *args, **kwargs):

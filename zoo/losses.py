@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import tensorflow as tf
 from keras import ops
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -50,3 +51,43 @@ def gaussian_reconstruction_loss(images, means, log_scale=0.0):
 def gaussian_kl_divergence(z_mean, z_log_var):
     """KL(N(mean, exp(log_var)) || N(0, I)) summed over latent dimensions."""
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
+
+
+# ---- Wasserstein GAN with gradient penalty (Arjovsky et al. 2017; Gulrajani et al. 2017) ----
+
+
+def wasserstein_generator_loss(fake_scores):
+    """-D(G(z)): the generator raises the critic's score of its samples."""
+    return -fake_scores
+
+
+def wasserstein_discriminator_loss(real_scores, fake_scores):
+    """D(G(z)) - D(x): the critic's estimate of -W(real, fake), per example."""
+    return fake_scores - real_scores
+
+
+def interpolate(real, fake, alpha):
+    """Points on the lines between real and fake examples: real + alpha * (fake - real).
+
+    `alpha` has one value per example, shape (batch,), drawn from Uniform(0, 1).
+    """
+    alpha = ops.reshape(ops.cast(alpha, real.dtype), (-1,) + (1,) * (len(real.shape) - 1))
+    return real + alpha * (fake - real)
+
+
+def gradient_penalty(critic_fn, real, fake, alpha, target: float = 1.0, epsilon: float = 1e-10):
+    """(||grad_x D(x_hat)||_2 - target)^2 per example, x_hat = `interpolate(real, fake, alpha)`.
+
+    `critic_fn` maps a batch of images to one score per image and must treat examples
+    independently (no batch statistics), so the gradient of the summed scores with respect to
+    x_hat holds each example's own gradient. `epsilon` sits inside the square root, so the
+    norm is differentiable at a zero gradient. Differentiable in the critic's weights (the
+    caller's tape sees through this function's inner tape).
+    """
+    x_hat = interpolate(real, fake, alpha)
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        total_score = ops.sum(critic_fn(x_hat))
+    gradients = ops.cast(tape.gradient(total_score, x_hat), "float32")
+    norm = ops.sqrt(_per_example_sum(ops.square(gradients)) + epsilon)
+    return ops.square(norm - target)
