@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import losses, networks
-from zoo.base import DEFAULT_SAMPLE_BATCH, GenerativeModel, unpack_batch
+from zoo.base import DEFAULT_SAMPLE_BATCH, GenerativeModel, check_labels, unpack_batch
 from zoo.registry import register
 
 
@@ -50,9 +50,10 @@ class VAE(GenerativeModel):
         gaussian_scale: float = 0.1,
         base_filters: int = 32,
         seed=None,
+        num_classes: int = 0,
         **kwargs,
     ):
-        super().__init__(image_shape, latent_dim, 0, seed, **kwargs)
+        super().__init__(image_shape, latent_dim, num_classes, seed, **kwargs)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood={likelihood!r} is not one of {sorted(LIKELIHOODS)}")
         if not beta >= 0:
@@ -63,12 +64,19 @@ class VAE(GenerativeModel):
         self.beta = float(beta)
         self.gaussian_scale = float(gaussian_scale)
         self.base_filters = int(base_filters)
-        self.encoder = networks.conv_encoder(self.image_shape, self.latent_dim, self.base_filters)
-        self.decoder = networks.conv_decoder(self.latent_dim, self.image_shape, self.base_filters)
+        self.encoder, self.decoder = self.build_networks()
         z = keras.Input(shape=(self.latent_dim,), name="z")
-        to_image = networks.ScaledTanh(LIKELIHOODS[likelihood][1], name="image")
-        self.generator = keras.Model(z, to_image(self.decoder(z)), name="generator")
+        inputs = [z, keras.Input(shape=(), dtype="int32", name="label")] if self.num_classes else z
+        to_image = networks.ScaledTanh(LIKELIHOODS[likelihood][1], name="image", dtype="float32")
+        self.generator = keras.Model(inputs, to_image(self.decoder(inputs)), name="generator")
         self.built = True
+
+    def build_networks(self):
+        """(encoder, decoder); a conditional subclass returns networks that also take labels."""
+        return (
+            networks.conv_encoder(self.image_shape, self.latent_dim, self.base_filters),
+            networks.conv_decoder(self.latent_dim, self.image_shape, self.base_filters),
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -83,22 +91,23 @@ class VAE(GenerativeModel):
     def reconstruction_loss(self, images, params):
         return LIKELIHOODS[self.likelihood][0](images, params, self.gaussian_scale)
 
-    def elbo_terms(self, images, training):
+    def elbo_terms(self, images, training, labels=None):
         """Per-image (reconstruction, kl) in nats with a reparameterized draw of z."""
-        z_mean, z_log_var = self.encoder(images, training=training)
+        z_mean, z_log_var = self.encoder(self.with_labels(images, labels), training=training)
         eps = self.replica_noise(tf.shape(images)[0])
         z = z_mean + tf.exp(0.5 * z_log_var) * eps
-        params = self.decoder(z, training=training)
+        params = self.decoder(self.with_labels(z, labels), training=training)
         return (
             self.reconstruction_loss(images, params),
             losses.gaussian_kl_divergence(z_mean, z_log_var),
         )
 
     def train_step(self, data):
-        images, _ = unpack_batch(data)
+        images, labels = unpack_batch(data)
+        labels = self.batch_labels(labels)
 
         def loss_fn():
-            reconstruction, kl = self.elbo_terms(images, training=True)
+            reconstruction, kl = self.elbo_terms(images, training=True, labels=labels)
             per_example = reconstruction + self.beta * kl
             return self.average_over_global_batch(per_example), (per_example, reconstruction, kl)
 
@@ -108,28 +117,38 @@ class VAE(GenerativeModel):
         return self.update_trackers(loss=per_example, reconstruction_loss=reconstruction, kl_loss=kl)
 
     def test_step(self, data):
-        images, _ = unpack_batch(data)
-        reconstruction, kl = self.elbo_terms(images, training=False)
+        images, labels = unpack_batch(data)
+        reconstruction, kl = self.elbo_terms(
+            images, training=False, labels=self.batch_labels(labels)
+        )
         return self.update_trackers(
             loss=reconstruction + self.beta * kl, reconstruction_loss=reconstruction, kl_loss=kl
         )
 
     # ---- the VAE's own API --------------------------------------------------------------
-    def encode(self, images, batch_size: int = DEFAULT_SAMPLE_BATCH):
-        """(z_mean, z_log_var) as numpy arrays for images NHWC in [-1, 1]."""
+    def encode(self, images, batch_size: int = DEFAULT_SAMPLE_BATCH, *, labels=None):
+        """(z_mean, z_log_var) as numpy arrays for images NHWC in [-1, 1] (and their labels,
+        for a conditional model)."""
         images = np.asarray(images, dtype=np.float32)
+        labels = check_labels(labels, len(images), self.num_classes)
         means, log_vars = [], []
         for start in range(0, len(images), batch_size):
-            mean, log_var = self.encoder(images[start : start + batch_size], training=False)
+            chunk = slice(start, start + batch_size)
+            mean, log_var = self.encoder(
+                self.with_labels(images[chunk], None if labels is None else labels[chunk]),
+                training=False,
+            )
             means.append(keras.ops.convert_to_numpy(mean))
             log_vars.append(keras.ops.convert_to_numpy(log_var))
         return np.concatenate(means), np.concatenate(log_vars)
 
-    def decode(self, z, batch_size: int = DEFAULT_SAMPLE_BATCH):
-        """Images in [-1, 1] (the likelihood's mean) for latents z."""
-        return self.generate(np.asarray(z, dtype=np.float32), batch_size=batch_size)
+    def decode(self, z, batch_size: int = DEFAULT_SAMPLE_BATCH, *, labels=None):
+        """Images in [-1, 1] (the likelihood's mean) for latents z [and labels]."""
+        z = np.asarray(z, dtype=np.float32)
+        labels = check_labels(labels, len(z), self.num_classes)
+        return self.generate(z, labels, batch_size=batch_size)
 
-    def reconstruct(self, images, batch_size: int = DEFAULT_SAMPLE_BATCH):
-        """Decode the posterior mean of each image."""
-        z_mean, _ = self.encode(images, batch_size)
-        return self.decode(z_mean, batch_size)
+    def reconstruct(self, images, batch_size: int = DEFAULT_SAMPLE_BATCH, *, labels=None):
+        """Decode the posterior mean of each image (with its label, for a conditional model)."""
+        z_mean, _ = self.encode(images, batch_size, labels=labels)
+        return self.decode(z_mean, batch_size, labels=labels)
