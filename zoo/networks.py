@@ -270,3 +270,212 @@ def conv_decoder(
         int(image_shape[-1]), 3, padding="same", name="pixel_params", dtype="float32"
     )(h)
     return keras.Model(z, params, name=name)
+
+
+# ---- conditional VAE networks: the VAE's builders, wrapped with a label input -------------
+
+
+def conditional_conv_encoder(
+    image_shape,
+    latent_dim: int,
+    num_classes: int,
+    base_filters: int = 32,
+    embedding_dim: int = 50,
+    name: str = "encoder",
+) -> keras.Model:
+    """CVAE encoder: [image, label] -> (z_mean, z_log_var). The label, embedded, becomes an
+    extra image channel (as in the CGAN's "embedding" discriminator) before `conv_encoder`."""
+    height, width, channels = (int(d) for d in image_shape)
+    image = keras.Input(shape=(height, width, channels), name="image")
+    label = _label_input()
+    h = _label_as_channel(image, label, image_shape, num_classes, embedding_dim)
+    encoder = conv_encoder(
+        (height, width, channels + 1), latent_dim, base_filters, name="image_encoder"
+    )
+    return keras.Model([image, label], encoder(h), name=name)
+
+
+def conditional_conv_decoder(
+    latent_dim: int,
+    image_shape,
+    num_classes: int,
+    base_filters: int = 32,
+    embedding_dim: int = 50,
+    name: str = "decoder",
+) -> keras.Model:
+    """CVAE decoder: [z, label] -> per-pixel parameters; `conv_decoder` on z joined with the
+    label's embedding."""
+    z = keras.Input(shape=(latent_dim,), name="z")
+    label = _label_input()
+    embedded = layers.Embedding(num_classes, embedding_dim, name="label_embedding")(label)
+    h = layers.Concatenate(name="z_and_label")([z, embedded])
+    decoder = conv_decoder(latent_dim + embedding_dim, image_shape, base_filters, name="latent_decoder")
+    return keras.Model([z, label], decoder(h), name=name)
+
+
+# ---- diffusion: a small U-Net denoiser (Ho et al. 2020; Nichol & Dhariwal 2021) ------------
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SinusoidalEmbedding(layers.Layer):
+    """Timesteps t (batch,) -> (batch, dim): [sin(t f_k), cos(t f_k)], f_k = 10000^(-k / half)."""
+
+    def __init__(self, dim: int, max_period: float = 10000.0, **kwargs):
+        super().__init__(**kwargs)
+        if dim % 2:
+            raise ValueError(f"SinusoidalEmbedding dim must be even, got {dim!r}")
+        self.dim = int(dim)
+        self.max_period = float(max_period)
+
+    def call(self, t):
+        half = self.dim // 2
+        frequencies = keras.ops.convert_to_tensor(
+            [self.max_period ** (-k / half) for k in range(half)], dtype="float32"
+        )
+        angles = keras.ops.expand_dims(keras.ops.cast(t, "float32"), -1) * frequencies
+        return keras.ops.concatenate([keras.ops.sin(angles), keras.ops.cos(angles)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.dim)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "max_period": self.max_period}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SpatialSelfAttention(layers.Layer):
+    """Single-head self-attention over the pixels of a feature map, (batch, H, W, C) in and out:
+    softmax(q k^T / sqrt(C)) v with q, k, v from 1x1 projections; plain MatMul/Softmax ops that
+    ONNX and TFLite builtins cover (no Einsum)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.qkv = layers.Dense(3 * channels, name="qkv")
+        self.qkv.build(input_shape)
+        self.output_projection = layers.Dense(channels, name="output_projection")
+        self.output_projection.build(input_shape)
+
+    def call(self, x):
+        ops = keras.ops
+        height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+        qkv = ops.reshape(self.qkv(x), (-1, height * width, 3 * channels))
+        q = qkv[..., :channels]
+        k = qkv[..., channels : 2 * channels]
+        v = qkv[..., 2 * channels :]
+        scores = ops.matmul(q, ops.transpose(k, (0, 2, 1))) * (channels**-0.5)
+        attended = ops.matmul(ops.softmax(scores, axis=-1), v)
+        attended = ops.reshape(attended, (-1, height, width, channels))
+        return self.output_projection(attended)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _groups(channels: int, max_groups: int = 8) -> int:
+    """The most groups (up to max_groups) that divide `channels`, for GroupNormalization."""
+    return max(g for g in range(1, max_groups + 1) if channels % g == 0)
+
+
+def _residual_block(h, embedding, filters: int, name: str):
+    """GroupNorm-SiLU-Conv, + projected time(/label) embedding, GroupNorm-SiLU-Conv, + skip."""
+    x = layers.GroupNormalization(_groups(h.shape[-1]), name=f"{name}_norm1")(h)
+    x = layers.Activation("silu", name=f"{name}_act1")(x)
+    x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv1")(x)
+    e = layers.Dense(filters, name=f"{name}_embedding")(embedding)
+    x = layers.Add(name=f"{name}_plus_embedding")(
+        [x, layers.Reshape((1, 1, filters), name=f"{name}_embedding_map")(e)]
+    )
+    x = layers.GroupNormalization(_groups(filters), name=f"{name}_norm2")(x)
+    x = layers.Activation("silu", name=f"{name}_act2")(x)
+    x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(x)
+    skip = h if h.shape[-1] == filters else layers.Conv2D(filters, 1, name=f"{name}_skip")(h)
+    return layers.Add(name=f"{name}_out")([skip, x])
+
+
+def _attention_block(h, name: str):
+    x = layers.GroupNormalization(_groups(h.shape[-1]), name=f"{name}_norm")(h)
+    x = SpatialSelfAttention(name=f"{name}_attention")(x)
+    return layers.Add(name=f"{name}_out")([h, x])
+
+
+def unet_denoiser(
+    image_shape,
+    num_classes: int = 0,
+    base_filters: int = 32,
+    channel_multipliers=(1, 2, 2),
+    blocks_per_level: int = 1,
+    attention: bool = False,
+    name: str = "denoiser",
+) -> keras.Model:
+    """A small DDPM U-Net: [x_t, t [, label]] -> prediction with the shape of x_t.
+
+    Inputs: `x_t` (batch, H, W, C) float32; `t` (batch,) float32 timesteps (0 .. T-1, embedded
+    sinusoidally then by a 2-layer MLP); with `num_classes`, `label` (batch,) int32 in
+    [0, num_classes], where `num_classes` itself is the "no label" class that classifier-free
+    guidance uses. Each of the len(channel_multipliers) levels has `blocks_per_level` residual
+    blocks (GroupNorm, SiLU, the embedding added in) at base_filters * multiplier channels; the
+    resolution halves between levels (stride-2 conv) and doubles back (nearest + conv), with
+    skip connections. `attention=True` adds pixel self-attention at the lowest resolution.
+    No batch statistics (GroupNorm), so examples are independent and replicas agree.
+    """
+    height, width, channels = (int(d) for d in image_shape)
+    multipliers = tuple(int(m) for m in channel_multipliers)
+    levels = len(multipliers)
+    if levels < 1 or any(m < 1 for m in multipliers):
+        raise ValueError(f"channel_multipliers must be positive integers, got {channel_multipliers!r}")
+    factor = 2 ** (levels - 1)
+    if height % factor or width % factor:
+        raise ValueError(
+            f"image_shape={tuple(image_shape)} cannot be halved {levels - 1} times "
+            f"(len(channel_multipliers)={levels}): height and width must be multiples of {factor}"
+        )
+    embedding_dim = 4 * base_filters
+
+    x_t = keras.Input(shape=(height, width, channels), name="x_t")
+    t = keras.Input(shape=(), dtype="float32", name="t")
+    inputs = [x_t, t]
+    e = SinusoidalEmbedding(base_filters, name="time_sinusoidal")(t)
+    e = layers.Dense(embedding_dim, activation="silu", name="time_mlp1")(e)
+    e = layers.Dense(embedding_dim, name="time_mlp2")(e)
+    if num_classes:
+        label = _label_input()
+        inputs.append(label)
+        embedded = layers.Embedding(num_classes + 1, embedding_dim, name="label_embedding")(label)
+        e = layers.Add(name="time_and_label")([e, embedded])
+    e = layers.Activation("silu", name="embedding_act")(e)
+
+    h = layers.Conv2D(base_filters, 3, padding="same", name="stem")(x_t)
+    skips = [h]
+    for level, multiplier in enumerate(multipliers):
+        for block in range(blocks_per_level):
+            h = _residual_block(h, e, base_filters * multiplier, f"down{level}_{block}")
+            if attention and level == levels - 1:
+                h = _attention_block(h, f"down{level}_{block}_attn")
+            skips.append(h)
+        if level < levels - 1:
+            h = layers.Conv2D(
+                h.shape[-1], 3, strides=2, padding="same", name=f"downsample{level}"
+            )(h)
+            skips.append(h)
+    h = _residual_block(h, e, h.shape[-1], "middle0")
+    if attention:
+        h = _attention_block(h, "middle_attn")
+    h = _residual_block(h, e, h.shape[-1], "middle1")
+    for level in reversed(range(levels)):
+        for block in range(blocks_per_level + 1):
+            h = layers.Concatenate(name=f"up{level}_{block}_concat")([h, skips.pop()])
+            h = _residual_block(h, e, base_filters * multipliers[level], f"up{level}_{block}")
+            if attention and level == levels - 1:
+                h = _attention_block(h, f"up{level}_{block}_attn")
+        if level > 0:
+            h = layers.UpSampling2D(2, interpolation="nearest", name=f"upsample{level}")(h)
+            h = layers.Conv2D(h.shape[-1], 3, padding="same", name=f"upsample{level}_conv")(h)
+    h = layers.GroupNormalization(_groups(h.shape[-1]), name="out_norm")(h)
+    h = layers.Activation("silu", name="out_act")(h)
+    prediction = layers.Conv2D(
+        channels, 3, padding="same", name="prediction", dtype="float32"
+    )(h)
+    return keras.Model(inputs, prediction, name=name)

@@ -1,0 +1,497 @@
+"""DDPM / DDIM: a U-Net denoiser trained with `fit`, sampled by weightless samplers.
+
+One trained model serves every sampler: `sample(..., sampler="ddim", steps=50, eta=0.0)` (the
+default) or `sampler="ddpm"` (ancestral). `generator` is the denoiser with the EMA weights,
+[x_t, t [, label]] -> prediction, which is what exporters export; `schedule_config()` gives
+what a runtime needs beside it to run the sampling loop itself (e.g. in numpy over ONNX Runtime),
+and `sampling_function(steps)` a tf.function of the whole loop (z [, label]) -> images, for a
+second SavedModel signature.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from zoo import networks
+from zoo.base import (
+    DEFAULT_SAMPLE_BATCH,
+    GenerativeModel,
+    check_count,
+    check_image_shape,
+    check_labels,
+    unpack_batch,
+)
+from zoo.diffusion import samplers as samplers_lib
+from zoo.diffusion.schedules import PREDICTIONS, SCHEDULES, NoiseSchedule
+from zoo.registry import register
+
+
+class _FunctionCache:
+    """A plain holder for compiled functions: neither Keras nor tf.train tracks it, so the
+    model's saved state never includes these traces."""
+
+    def __init__(self):
+        self.functions = {}
+
+
+class DiffusionModel(GenerativeModel):
+    """Shared by DDPM and CDDPM. Loss per image: mean over pixels of (denoiser - target)^2 at a
+    uniformly drawn t, with target the noise (`prediction="epsilon"`), v (`"v"`) or x_0
+    (`"sample"`). EMA of the weights (`ema_decay`, warmed up as min(decay, (1+n)/(10+n)) after
+    n updates) is kept in `ema_denoiser`, which is `generator` and what sampling uses.
+    """
+
+    optimizer_roles = {"optimizer": "denoiser"}
+    tracker_names = ("loss",)
+    generator_output = "prediction"
+
+    def __init__(
+        self,
+        image_shape=(28, 28, 1),
+        num_classes: int = 0,
+        base_filters: int = 32,
+        channel_multipliers=(1, 2, 2),
+        blocks_per_level: int = 1,
+        attention: bool = False,
+        schedule: str = "cosine",
+        timesteps: int = 1000,
+        schedule_params=None,
+        prediction: str = "epsilon",
+        ema_decay: float = 0.999,
+        label_dropout: float = 0.1,
+        guidance_scale: float = 1.0,
+        sampler: str = "ddim",
+        sampling_steps: int = 50,
+        eta: float = 0.0,
+        clip_denoised: bool = True,
+        latent_dim=None,
+        seed=None,
+        **kwargs,
+    ):
+        pixels = int(np.prod(check_image_shape(image_shape)))
+        if latent_dim is not None and latent_dim != pixels:
+            raise ValueError(
+                f"a diffusion model's latent is x_T, one value per pixel: latent_dim is "
+                f"{pixels} for image_shape={image_shape!r}, got latent_dim={latent_dim!r}"
+            )
+        super().__init__(image_shape, pixels, num_classes, seed, **kwargs)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule={schedule!r} is not one of {sorted(SCHEDULES)}")
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction={prediction!r} is not one of {sorted(PREDICTIONS)}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+        if not 0.0 <= label_dropout <= 1.0:
+            raise ValueError(f"label_dropout must be in [0, 1], got {label_dropout!r}")
+        self.base_filters = int(base_filters)
+        self.channel_multipliers = tuple(int(m) for m in channel_multipliers)
+        self.blocks_per_level = int(blocks_per_level)
+        self.attention = bool(attention)
+        self.noise_schedule = NoiseSchedule(schedule, timesteps, **dict(schedule_params or {}))
+        self.schedule = schedule
+        self.timesteps = self.noise_schedule.timesteps
+        self.schedule_params = dict(schedule_params or {})
+        self.prediction = prediction
+        self.ema_decay = float(ema_decay)
+        self.label_dropout = float(label_dropout)
+        self.guidance_scale = float(guidance_scale)
+        self.sampler = sampler
+        self.sampling_steps = sampling_steps
+        self.eta = float(eta)
+        self.clip_denoised = bool(clip_denoised)
+        self.make_sampler()  # a clear error now for a bad sampler, steps or eta
+
+        self.denoiser = self.build_denoiser("denoiser")
+        self.ema_denoiser = self.build_denoiser("ema_denoiser")
+        self.ema_denoiser.trainable = False
+        self.ema_denoiser.set_weights(self.denoiser.get_weights())
+        self._cache = _FunctionCache()
+        self.built = True
+
+    def build_denoiser(self, name):
+        return networks.unet_denoiser(
+            self.image_shape, self.num_classes, self.base_filters, self.channel_multipliers,
+            self.blocks_per_level, self.attention, name=name,
+        )
+
+    @property
+    def generator(self):
+        """The EMA denoiser: what sampling uses and exporters export."""
+        return self.ema_denoiser
+
+    @property
+    def null_label(self):
+        """The label index meaning "no label" (classifier-free guidance), or None."""
+        return self.num_classes if self.num_classes else None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            base_filters=self.base_filters,
+            channel_multipliers=list(self.channel_multipliers),
+            blocks_per_level=self.blocks_per_level,
+            attention=self.attention,
+            schedule=self.schedule,
+            timesteps=self.timesteps,
+            schedule_params=dict(self.schedule_params),
+            prediction=self.prediction,
+            ema_decay=self.ema_decay,
+            sampler=self.sampler,
+            sampling_steps=self.sampling_steps,
+            eta=self.eta,
+            clip_denoised=self.clip_denoised,
+        )
+        return config
+
+    def default_optimizer(self, role):
+        return keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=1e-4)
+
+    def schedule_config(self) -> dict:
+        """Json-able description of the schedule and sampling, for an exporter's manifest.
+
+        A runtime that has the exported denoiser and this dict can sample: x_T and then the
+        noise of each stochastic step are numpy `default_rng(seed).standard_normal((n,
+        latent_dim), float32)` draws in that order, reshaped to images; the sampler visits
+        "trailing" timesteps round(arange(T, 0, -T / steps)) - 1; the denoiser's `t` input is
+        the timestep as float32; guidance runs the denoiser on `null_label` as well and mixes
+        u + guidance_scale * (c - u); x_0 predictions are clipped to [-1, 1] if clip_denoised.
+        """
+        schedule = self.noise_schedule
+        return {
+            **schedule.config(),
+            "betas": schedule.betas.tolist(),
+            "alphas_cumprod": schedule.alphas_cumprod.tolist(),
+            "prediction": self.prediction,
+            "clip_denoised": self.clip_denoised,
+            "timestep_spacing": "trailing",
+            "timestep_input": {"name": "t", "dtype": "float32", "range": [0, schedule.timesteps - 1]},
+            "sampler": self.sampler,
+            "steps": self.sampling_steps,
+            "eta": self.eta,
+            "num_classes": self.num_classes,
+            "null_label": self.null_label,
+            "guidance_scale": self.guidance_scale if self.num_classes else None,
+            "inputs": ["x_t", "t", "label"] if self.num_classes else ["x_t", "t"],
+        }
+
+    def make_sampler(self, steps=None, eta=None, sampler=None) -> samplers_lib.Sampler:
+        """The model's sampler, with its defaults (`sampler`, `sampling_steps`, `eta`) for
+        whatever is None. eta is a DDIM option; the DDPM sampler takes none."""
+        kind = self.sampler if sampler is None else sampler
+        options = {
+            "steps": self.sampling_steps if steps is None else steps,
+            "prediction": self.prediction,
+            "clip_denoised": self.clip_denoised,
+        }
+        if eta is not None or "eta" in samplers_lib.accepted_options(kind):
+            options["eta"] = self.eta if eta is None else eta
+        return samplers_lib.make_sampler(kind, self.noise_schedule, **options)
+
+    # ---- training -----------------------------------------------------------------------
+    def diffusion_loss(self, images, labels, training):
+        """Per-image mean squared error of the denoiser at a random t (and label dropout)."""
+        batch = tf.shape(images)[0]
+        schedule = self.noise_schedule
+        t = self.replica_draw(
+            lambda shape: keras.random.randint(
+                shape, 0, schedule.timesteps, seed=self.seed_generator, dtype="int32"
+            ),
+            batch,
+        )
+        noise = self.replica_noise(batch, self.image_shape)
+        if self.num_classes and training and self.label_dropout > 0:
+            dropped = self.replica_uniform(batch) < self.label_dropout
+            labels = tf.where(dropped, tf.fill(tf.shape(labels), self.num_classes), labels)
+        x_t = schedule.add_noise(images, noise, t, xp=ops)
+        target = schedule.prediction_target(self.prediction, images, noise, t, xp=ops)
+        inputs = [x_t, ops.cast(t, "float32")] + ([labels] if self.num_classes else [])
+        output = ops.cast(self.denoiser(inputs, training=training), "float32")
+        return ops.mean(ops.square(output - target), axis=(1, 2, 3))
+
+    def train_step(self, data):
+        images, labels = unpack_batch(data)
+        images = tf.cast(images, tf.float32)
+        labels = self.batch_labels(labels)
+
+        def loss_fn():
+            per_example = self.diffusion_loss(images, labels, training=True)
+            return self.average_over_global_batch(per_example), per_example
+
+        _, per_example = self.minimize(
+            self.optimizer, loss_fn, self.denoiser.trainable_variables
+        )
+        self.update_ema()
+        return self.update_trackers(loss=per_example)
+
+    def test_step(self, data):
+        images, labels = unpack_batch(data)
+        per_example = self.diffusion_loss(
+            tf.cast(images, tf.float32), self.batch_labels(labels), training=False
+        )
+        return self.update_trackers(loss=per_example)
+
+    def ema_decay_now(self):
+        """min(ema_decay, (1 + n) / (10 + n)) after n optimizer updates."""
+        n = ops.cast(self.optimizer.iterations, "float32")
+        return ops.minimum(self.ema_decay, (1.0 + n) / (10.0 + n))
+
+    def update_ema(self):
+        """ema <- decay * ema + (1 - decay) * weights, on every replica's copy alike."""
+        decay = self.ema_decay_now()
+        pairs = [
+            (ema.value, weight.value)
+            for ema, weight in zip(self.ema_denoiser.weights, self.denoiser.weights)
+        ]
+
+        def assign(ema, weight, decay):
+            return ema.assign(decay * ema + (1.0 - decay) * tf.cast(weight, ema.dtype))
+
+        def update_all(strategy, decay):
+            for ema, weight in pairs:
+                strategy.extended.update(ema, assign, args=(weight, decay))
+
+        tf.distribute.get_replica_context().merge_call(update_all, args=(decay,))
+
+    # ---- sampling -----------------------------------------------------------------------
+    def example_generator_inputs(self, n: int, seed=0):
+        """[x_t, t (float32 timesteps in [0, T)) [, label in [0, num_classes] incl. null]]."""
+        n = check_count(n)
+        rng = np.random.default_rng(seed)
+        inputs = [
+            rng.standard_normal((n, *self.image_shape), dtype=np.float32),
+            rng.integers(0, self.noise_schedule.timesteps, n).astype(np.float32),
+        ]
+        if self.num_classes:
+            inputs.append((np.arange(n) % (self.num_classes + 1)).astype(np.int32))
+        return inputs
+
+    def _check_guidance(self, guidance_scale):
+        if guidance_scale is None:
+            return self.guidance_scale if self.num_classes else 1.0
+        if not self.num_classes and guidance_scale != 1.0:
+            raise ValueError(
+                f"guidance_scale={guidance_scale!r} needs a class-conditional model "
+                "(this one is unconditional)"
+            )
+        return float(guidance_scale)
+
+    def _prediction_function(self):
+        """The EMA denoiser as a tf.function with a dynamic batch (one trace)."""
+        function = self._cache.functions.get("predict")
+        if function is None:
+            specs = [
+                tf.TensorSpec((None, *self.image_shape), tf.float32),
+                tf.TensorSpec((None,), tf.float32),
+            ] + ([tf.TensorSpec((None,), tf.int32)] if self.num_classes else [])
+            generator = self.generator
+
+            @tf.function(input_signature=specs)
+            def predict(*inputs):
+                return tf.cast(generator(list(inputs), training=False), tf.float32)
+
+            function = self._cache.functions["predict"] = predict
+        return function
+
+    def denoise(self, x_t, t, labels=None, guidance_scale=None, batch_size=DEFAULT_SAMPLE_BATCH):
+        """EMA denoiser output for x_t at timestep(s) t (numpy), with classifier-free guidance
+        `guidance_scale` for a conditional model (None: the model's `guidance_scale`)."""
+        x_t = np.asarray(x_t, np.float32)
+        n = len(x_t)
+        t = np.broadcast_to(np.asarray(t, np.float32), (n,))
+        scale = self._check_guidance(guidance_scale)
+        labels = check_labels(labels, n, self.num_classes)
+        if labels is not None and scale != 1.0:
+            # one pass on [x; x] with [labels; null]: conditional and unconditional together
+            both = self.denoise_raw(
+                np.concatenate([x_t, x_t]), np.concatenate([t, t]),
+                np.concatenate([labels, np.full(n, self.num_classes, np.int32)]), batch_size,
+            )
+            return samplers_lib.guide(both[:n], both[n:], np.float32(scale))
+        return self.denoise_raw(x_t, t, labels, batch_size)
+
+    def denoise_raw(self, x_t, t, labels=None, batch_size=DEFAULT_SAMPLE_BATCH):
+        """The EMA denoiser on given inputs in batches; labels may include the null label."""
+        predict = self._prediction_function()
+        outputs = []
+        for start in range(0, len(x_t), batch_size):
+            chunk = slice(start, start + batch_size)
+            inputs = [x_t[chunk], t[chunk]] + ([labels[chunk]] if labels is not None else [])
+            outputs.append(predict(*inputs).numpy())
+        return np.concatenate(outputs)
+
+    def sample(
+        self,
+        n: int,
+        labels=None,
+        seed=None,
+        batch_size: int = DEFAULT_SAMPLE_BATCH,
+        steps=None,
+        eta=None,
+        guidance_scale=None,
+        sampler=None,
+    ):
+        """n images float32 NHWC in [-1, 1] from the EMA denoiser; the same seed, the same
+        images. Defaults: the model's `sampler` ("ddim"), `sampling_steps`, `eta` and, for a
+        conditional model, `guidance_scale`."""
+        n = check_count(n)
+        labels = check_labels(labels, n, self.num_classes)
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal((n, self.latent_dim), dtype=np.float32)
+        return self.generate(
+            z, labels, batch_size, steps=steps, eta=eta, guidance_scale=guidance_scale,
+            sampler=sampler, rng=rng,
+        )
+
+    def generate(
+        self,
+        z,
+        labels=None,
+        batch_size: int = DEFAULT_SAMPLE_BATCH,
+        steps=None,
+        eta=None,
+        guidance_scale=None,
+        sampler=None,
+        rng=None,
+    ) -> np.ndarray:
+        """Run the sampler from x_T = z ((n, latent_dim) or (n, H, W, C)); stochastic steps
+        draw their noise from `rng` (a numpy Generator) in order."""
+        z = np.asarray(z, np.float32)
+        x = z.reshape((len(z), *self.image_shape))
+        scale = self._check_guidance(guidance_scale)
+        walk = self.make_sampler(steps, eta, sampler)
+        rng = np.random.default_rng() if rng is None else rng
+
+        def draw_noise(shape):
+            return rng.standard_normal((shape[0], self.latent_dim), dtype=np.float32).reshape(shape)
+
+        def denoise(x_t, t):
+            return self.denoise(x_t, t, labels, scale, batch_size)
+
+        return samplers_lib.run(walk, denoise, x, draw_noise).astype(np.float32)
+
+    def sampling_function(self, steps=None, eta=None, guidance_scale=None, sampler=None, seed=0):
+        """A tf.function (z [, label]) -> images running the whole sampling loop in the graph
+        (a tf.while_loop over the steps), input z (batch, H, W, C) = x_T, for a SavedModel
+        signature. It captures the EMA denoiser's variables: save it beside `generator`.
+        Stochastic samplers draw stateless noise from (seed, step)."""
+        walk = self.make_sampler(steps, eta, sampler)
+        scale = self._check_guidance(guidance_scale)
+        generator = self.generator
+        num_classes = self.num_classes
+        timesteps = tf.constant(walk.timesteps.astype(np.float32))
+        specs = [tf.TensorSpec((None, *self.image_shape), tf.float32, name="z")]
+        if num_classes:
+            specs.append(tf.TensorSpec((None,), tf.int32, name="label"))
+
+        def predict(x, t, labels):
+            batch = tf.shape(x)[0]
+            t = tf.fill([batch], t)
+            if not num_classes:
+                return generator([x, t], training=False)
+            if scale == 1.0:
+                return generator([x, t, labels], training=False)
+            both = generator(
+                [tf.concat([x, x], 0), tf.concat([t, t], 0),
+                 tf.concat([labels, tf.fill([batch], num_classes)], 0)],
+                training=False,
+            )
+            return samplers_lib.guide(both[:batch], both[batch:], scale)
+
+        def loop(z, label):
+            def body(i, x):
+                output = tf.cast(predict(x, timesteps[i], label), tf.float32)
+                noise = None
+                if walk.stochastic:
+                    noise = tf.random.stateless_normal(tf.shape(x), seed=tf.stack([seed, i]))
+                return i + 1, walk.step(output, i, x, noise, xp=ops)
+
+            _, x = tf.while_loop(lambda i, x: i < walk.num_steps, body, (tf.constant(0), z))
+            return tf.clip_by_value(x, -1.0, 1.0)
+
+        if num_classes:
+            return tf.function(lambda z, label: loop(z, label), input_signature=specs)
+        return tf.function(lambda z: loop(z, None), input_signature=specs)
+
+
+@register("ddpm")
+@keras.saving.register_keras_serializable(package="zoo")
+class DDPM(DiffusionModel):
+    """Unconditional denoising diffusion (Ho et al. 2020), sampled with DDIM or DDPM."""
+
+    def __init__(
+        self,
+        image_shape=(28, 28, 1),
+        base_filters: int = 32,
+        channel_multipliers=(1, 2, 2),
+        blocks_per_level: int = 1,
+        attention: bool = False,
+        schedule: str = "cosine",
+        timesteps: int = 1000,
+        schedule_params=None,
+        prediction: str = "epsilon",
+        ema_decay: float = 0.999,
+        sampler: str = "ddim",
+        sampling_steps: int = 50,
+        eta: float = 0.0,
+        clip_denoised: bool = True,
+        latent_dim=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            image_shape, 0, base_filters, channel_multipliers, blocks_per_level, attention,
+            schedule, timesteps, schedule_params, prediction, ema_decay, 0.0, 1.0, sampler,
+            sampling_steps, eta, clip_denoised, latent_dim, seed, **kwargs,
+        )
+
+
+@register("cddpm")
+@keras.saving.register_keras_serializable(package="zoo")
+class CDDPM(DiffusionModel):
+    """Class-conditional diffusion with classifier-free guidance (Ho & Salimans 2022): labels
+    are replaced by the null label with probability `label_dropout` in training, and sampling
+    mixes conditional and unconditional outputs with `guidance_scale` (1: no guidance)."""
+
+    conditional = True
+
+    def __init__(
+        self,
+        image_shape=(28, 28, 1),
+        num_classes: int = 10,
+        base_filters: int = 32,
+        channel_multipliers=(1, 2, 2),
+        blocks_per_level: int = 1,
+        attention: bool = False,
+        schedule: str = "cosine",
+        timesteps: int = 1000,
+        schedule_params=None,
+        prediction: str = "epsilon",
+        ema_decay: float = 0.999,
+        label_dropout: float = 0.1,
+        guidance_scale: float = 2.0,
+        sampler: str = "ddim",
+        sampling_steps: int = 50,
+        eta: float = 0.0,
+        clip_denoised: bool = True,
+        latent_dim=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            image_shape, num_classes, base_filters, channel_multipliers, blocks_per_level,
+            attention, schedule, timesteps, schedule_params, prediction, ema_decay,
+            label_dropout, guidance_scale, sampler, sampling_steps, eta, clip_denoised,
+            latent_dim, seed, **kwargs,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            label_dropout=self.label_dropout,
+            guidance_scale=self.guidance_scale,
+        )
+        return config
