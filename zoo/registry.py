@@ -6,7 +6,7 @@ import importlib
 
 MODELS: dict[str, type] = {}
 # Modules whose classes register themselves on import; imported on first registry use.
-FAMILY_MODULES = ("zoo.gan", "zoo.vae")
+FAMILY_MODULES = ("zoo.gan", "zoo.vae", "zoo.wgan_gp", "zoo.cvae", "zoo.diffusion.model")
 
 
 def _load_families() -> None:
