@@ -135,6 +135,17 @@ def export(model_or_path, out_dir, formats=FORMATS, quantize="none", *, overwrit
     tolerances = dict(tolerances or {})
     out_dir = Path(out_dir)
 
+    staging = _prepare_out_dir(out_dir, overwrite)  # refuse before any heavy work
+    try:
+        return _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_sizes,
+                       opset, optimize_onnx, tolerances)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_sizes, opset,
+            optimize_onnx, tolerances) -> dict:
     from exporters import manifest as manifest_lib
     from exporters import saved_model, tflite, verify
 
@@ -154,39 +165,34 @@ def export(model_or_path, out_dir, formats=FORMATS, quantize="none", *, overwrit
     if hasattr(model, "schedule_config"):  # a diffusion denoiser: what a sampling loop needs
         fields["schedule"] = model.schedule_config()
     options = {"opset": opset or _default_opset(), "optimize": bool(optimize_onnx)}
-    staging = _prepare_out_dir(out_dir, overwrite)
-    try:
-        artifacts = {}
-        for name, role, fmt, quantization, kwargs in _plans(
-            formats, quantize, tflite_batch_sizes, networks
-        ):
-            kwargs = {**kwargs, "output_names": outputs[role]}
-            if fmt == "onnx":
-                kwargs.update(options)
-            if fmt == "tflite" and quantization == "int8":
-                kwargs["representative_data"] = tflite.representative_data(
-                    references[role].make_inputs
-                )
-            info = export_format(fmt, networks[role], staging / name, **kwargs)
-            check = verify.verify_artifact(
-                staging / name, fmt, references[role], quantization,
-                tolerance=tolerances.get(quantization),
+    artifacts = {}
+    for name, role, fmt, quantization, kwargs in _plans(
+        formats, quantize, tflite_batch_sizes, networks
+    ):
+        kwargs = {**kwargs, "output_names": outputs[role]}
+        if fmt == "onnx":
+            kwargs.update(options)
+        if fmt == "tflite" and quantization == "int8":
+            kwargs["representative_data"] = tflite.representative_data(
+                references[role].make_inputs
             )
-            artifacts[name] = {
-                "file": name, "role": role, "format": fmt, "runtime": RUNTIMES[fmt],
-                "quantization": quantization, **info,
-                **manifest_lib.digest(staging / name), "verification": check,
-            }
-        manifest = manifest_lib.build(
-            fields, artifacts, quantize,
-            {"formats": list(formats), "tflite_batch_sizes": list(tflite_batch_sizes),
-             "float32_export": True, **options},
+        info = export_format(fmt, networks[role], staging / name, **kwargs)
+        check = verify.verify_artifact(
+            staging / name, fmt, references[role], quantization,
+            tolerance=tolerances.get(quantization),
         )
-        manifest_lib.write(staging, manifest)
-        _swap_in(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        artifacts[name] = {
+            "file": name, "role": role, "format": fmt, "runtime": RUNTIMES[fmt],
+            "quantization": quantization, **info,
+            **manifest_lib.digest(staging / name), "verification": check,
+        }
+    manifest = manifest_lib.build(
+        fields, artifacts, quantize,
+        {"formats": list(formats), "tflite_batch_sizes": list(tflite_batch_sizes),
+         "float32_export": True, **options},
+    )
+    manifest_lib.write(staging, manifest)
+    _swap_in(staging, out_dir)
     return {**manifest, "out_dir": str(out_dir),
             "manifest_path": str(out_dir / manifest_lib.MANIFEST_NAME)}
 

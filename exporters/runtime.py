@@ -302,6 +302,11 @@ def resolve(path) -> Path:
         raise FileNotFoundError(f"no artifact at {str(path)!r}")
     if path.is_file():
         return path
+    if (path / "saved_model.pb").is_file():
+        raise ArtifactError(
+            f"{path} is a SavedModel: it needs TensorFlow (tf.saved_model.load(path)"
+            ".signatures['serve']); the runtime loads .onnx and .tflite files"
+        )
     folder = path if (path / manifest_lib.MANIFEST_NAME).is_file() else path / "export"
     manifest = manifest_lib.read(folder)
     entries = manifest["artifacts"].values()

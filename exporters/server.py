@@ -25,6 +25,7 @@ from exporters.images import make_grid, png_bytes
 MAX_IMAGES_JSON = 256
 MAX_IMAGES_PNG = 1024
 MAX_BODY_BYTES = 64 * 1024
+DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 REQUEST_FIELDS = ("n", "labels", "seed")
 
 
@@ -141,6 +142,8 @@ def make_handler(generator, max_images_json=MAX_IMAGES_JSON, max_images_png=MAX_
             except ValueError:
                 raise BadRequest(f"bad Content-Length {length!r}") from None
             if length < 0 or length > MAX_BODY_BYTES:
+                if 0 < length <= DRAIN_LIMIT_BYTES:  # read it, so the client sees our answer
+                    self.rfile.read(length)
                 raise BadRequest(f"body must be at most {MAX_BODY_BYTES} bytes, got {length}",
                                  HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             return self.rfile.read(length)
