@@ -15,6 +15,8 @@ from pathlib import Path
 EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 STRATEGY_NAMES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+JIT_CHOICES = ("auto", "on", "off")
 EXIT_BAD_INPUT = 2
 
 
@@ -106,6 +108,8 @@ def command_train(args) -> None:
         export=args.export or (),
         quantize=args.quantize,
         verbose=args.verbose,
+        precision=args.precision,
+        jit_compile=args.jit_compile,
     )
     grids = sorted((run_dir / "grids").glob("epoch-*.png"))
     print(f"run: {run_dir}")
@@ -216,7 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--epochs", type=positive_int, default=5)
     p.add_argument("--batch-size", type=positive_int, default=128, help="global batch size")
-    p.add_argument("--strategy", default="auto", help="|".join(STRATEGY_NAMES))
+    p.add_argument(
+        "--strategy", default="auto",
+        help="|".join(STRATEGY_NAMES) + " (multi_worker: a cluster from TF_CONFIG, see "
+        "tools/launch_local_cluster.py)",
+    )
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="float32",
+        help="mixed_*: float16/bfloat16 compute, float32 variables and losses (default float32)",
+    )
+    p.add_argument(
+        "--jit-compile", choices=JIT_CHOICES, default="auto",
+        help="XLA for train steps; auto: on for one GPU, off on CPU and with several replicas",
+    )
     p.add_argument("--out", help="run folder (default saved_models/MODEL-DATASET)")
     p.add_argument("--export", type=format_list, help="export after training, e.g. onnx,tflite")
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="none")

@@ -1,12 +1,26 @@
-"""Pick a tf.distribute strategy by name: "auto" | "cpu" | "one_device" | "mirrored" | "multi_worker".
+"""Strategies, workers, precision and XLA: how a model trains on one device, many, or many machines.
 
-Build and compile models inside `strategy.scope()`; `fit` then runs one replica per device.
+    strategy = zoo.distribute.get_strategy("auto")   # "auto" | "cpu" | "one_device" | "mirrored" | "multi_worker"
+    with strategy.scope():
+        model = zoo.build("gan", dtype="mixed_bfloat16")   # or precision via zoo.train(precision=...)
+        model.compile()                                    # jit_compile="auto": see choose_jit_compile
+
+Several machines: TensorFlow's MultiWorkerMirroredStrategy, configured by the standard TF_CONFIG
+environment variable that cluster launchers set (`tools/launch_local_cluster.py` sets it for N
+local processes). Every worker runs the same program; `is_chief` says which one writes the run
+folder, `worker_dir` gives the others a temporary folder of their own, and `shard` makes each
+worker take its part of every global batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -42,13 +56,102 @@ def _mirrored():
 
 
 def _multi_worker():
+    """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (one local worker without it).
+
+    Create it first thing in the program, before TensorFlow runs any op: it starts this worker's
+    gRPC server and configures collective ops, which cannot change afterwards.
+    """
+    tf_config()  # a clear error for a malformed TF_CONFIG, before TensorFlow parses it
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+# ---- TF_CONFIG: the cluster and this process's place in it ---------------------------------
+def tf_config() -> dict:
+    """TF_CONFIG as a dict ({} when unset); a ValueError naming the problem when malformed."""
+    text = os.environ.get("TF_CONFIG") or ""
+    if not text.strip():
+        return {}
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {text[:200]!r}") from None
+    cluster, task = config.get("cluster"), config.get("task")
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise ValueError(
+            'TF_CONFIG needs "cluster" and "task", e.g. {"cluster": {"worker": ["host1:port", '
+            f'"host2:port"]}}, "task": {{"type": "worker", "index": 0}}}}; got {text[:200]!r}'
+        )
+    jobs = cluster.get(task.get("type"))
+    index = task.get("index")
+    if not isinstance(jobs, list) or not isinstance(index, int) or not 0 <= index < len(jobs):
+        raise ValueError(
+            f"TF_CONFIG task {task!r} is not one of the cluster's tasks {cluster!r}"
+        )
+    return config
+
+
 def cluster_workers() -> int:
-    """Number of workers TF_CONFIG describes (0 when it is unset)."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    return len(config.get("cluster", {}).get("worker", []))
+    """Number of training tasks (chief + workers) TF_CONFIG describes (0 when it is unset)."""
+    cluster = tf_config().get("cluster", {})
+    return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+
+
+def task() -> tuple[str, int]:
+    """(task type, index) of this process: ("worker", 0) when TF_CONFIG is unset."""
+    config = tf_config().get("task") or {"type": "worker", "index": 0}
+    return config["type"], config["index"]
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """True when `strategy` (default: the current one) spans several processes."""
+    strategy = strategy or tf.distribute.get_strategy()
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+    )
+
+
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
+    """Whether this process writes the run folder: the "chief" task, else worker 0.
+
+    Always True outside multi-worker training.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if not is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    kind, index = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return kind == "chief" or (kind == "worker" and index == 0 and not has_chief)
+
+
+def worker_dir(run_dir, strategy: tf.distribute.Strategy | None = None) -> Path:
+    """Where this process writes: `run_dir` on the chief, a temporary folder of its own elsewhere.
+
+    Keras' multi-worker advice: every worker runs the same saving code (saving may read
+    synchronized variables), but only the chief's files are kept; the others write to their own
+    temporary folders so nothing collides on a shared file system. The folder is named after
+    the run and the task, so a restarted worker clears what a killed one left; remove it when done.
+    """
+    if is_chief(strategy):
+        return Path(run_dir)
+    kind, index = task()
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"zoo-{kind}{index}-{digest}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def shard(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard `dataset` by DATA: every worker reads the whole pipeline and keeps its part of each
+    global batch (the FILE default needs a dataset read from several files; in-memory arrays and
+    TFDS caches are not).
+
+    Every worker must produce the same elements in the same order, so shuffle with one seed.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def _auto():
@@ -92,3 +195,75 @@ def split_cpu(replicas: int) -> None:
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)]
     )
+
+
+# ---- precision ----------------------------------------------------------------------------
+# --precision name -> Keras dtype policy. Variables stay float32 under the mixed policies; the
+# networks' last layers and every loss are float32; float16 needs loss scaling (compile wraps
+# every optimizer in LossScaleOptimizer), bfloat16 has float32's range and does not.
+PRECISIONS = {
+    "float32": "float32",
+    "mixed_float16": "mixed_float16",
+    "mixed_bfloat16": "mixed_bfloat16",
+}
+
+
+def check_precision(name) -> str:
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; valid: {', '.join(PRECISIONS)}")
+    return PRECISIONS[name]
+
+
+# ---- XLA ------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class JitChoice:
+    """Whether train steps are XLA-compiled, and why (logged by `zoo train`, kept in config.json)."""
+
+    enabled: bool
+    reason: str
+
+    def __str__(self):
+        return f"XLA {'on' if self.enabled else 'off'}: {self.reason}"
+
+
+JIT_SETTINGS = {"auto": None, "on": True, "off": False, True: True, False: False}
+
+
+def check_jit_setting(setting):
+    if isinstance(setting, str) and setting in JIT_SETTINGS or isinstance(setting, bool):
+        return setting
+    raise ValueError(f"jit_compile must be one of auto, on, off (or a bool), got {setting!r}")
+
+
+def choose_jit_compile(setting="auto", strategy: tf.distribute.Strategy | None = None) -> JitChoice:
+    """Resolve `jit_compile` ("auto" | "on" | "off" | bool) for train steps under `strategy`.
+
+    "auto" is the fastest choice known to be correct on the device:
+    - several replicas: off. XLA compiles the whole step for one device and then cannot reach
+      the other replicas' variables (measured: MirroredStrategy + XLA fails on the SeedGenerator
+      state "located in device CPU:1 from device CPU:0"), and Keras turns it off there too;
+    - one replica on a CPU: off. Measured slower (DCGAN on MNIST: 150 img/s with XLA vs 199
+      without; tools/bench_scale.py measures it again);
+    - one replica on a GPU: on. XLA fuses the many small element-wise ops of these networks
+      (tools/gpu_check.sh measures both on the GPU at hand).
+    """
+    check_jit_setting(setting)
+    if strategy is None and not tf.distribute.has_strategy():
+        replicas, on_gpu = 1, bool(_gpus())  # no strategy: TensorFlow places ops on GPU:0
+    else:
+        strategy = strategy or tf.distribute.get_strategy()
+        replicas = strategy.num_replicas_in_sync
+        on_gpu = any("GPU" in device.upper() for device in strategy.extended.worker_devices)
+    forced = JIT_SETTINGS[setting]
+    if forced is not None:
+        reason = f"jit_compile={setting!r} given"
+        if forced and replicas > 1:
+            reason += f" (with {replicas} replicas XLA is known to fail; 'auto' turns it off)"
+        return JitChoice(forced, reason)
+    if replicas > 1:
+        return JitChoice(
+            False, f"{replicas} replicas: XLA steps cannot reach other replicas' variables"
+        )
+    if not on_gpu:
+        return JitChoice(False, "one CPU device: XLA measured slower than plain TensorFlow here")
+    return JitChoice(True, "one GPU: XLA fuses the small element-wise ops of these networks")
