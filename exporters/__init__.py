@@ -117,7 +117,7 @@ def _swap_in(staging: Path, out_dir: Path):
 def export(model_or_path, out_dir, formats=FORMATS, quantize="none", *, overwrite=False,
            tflite_batch_sizes=DEFAULT_TFLITE_BATCH_SIZES, opset=None, optimize_onnx=True,
            tolerances=None) -> dict:
-    """Export a zoo model's generator (and a VAE's encoder), verify each artifact, write manifest.json.
+    """Export a model's generator (and a VAE's encoder), verify every artifact, write manifest.json.
 
     model_or_path: a zoo model, a `.keras` file or a run folder holding `model.keras`.
     formats: any of "saved_model", "tflite", "onnx" (a list or "a,b").

@@ -100,7 +100,8 @@ def read(folder) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(manifest, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(manifest).__name__}")
+        kind = type(manifest).__name__
+        raise ValueError(f"{path} must hold a JSON object, got {kind}")  # noqa: TRY004
     missing = [field for field in REQUIRED_FIELDS if field not in manifest]
     if missing:
         raise ValueError(f"{path} lacks the fields {missing}")

@@ -15,6 +15,7 @@ pool does not, and no pool threads spin against other work on a shared machine.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +61,7 @@ class OnnxBackend:
             self.session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
             )
-        except Exception as error:  # ORT raises its own Fail/InvalidProtobuf types
+        except Exception as error:  # noqa: BLE001  (ORT raises its own Fail/InvalidProtobuf)
             raise ArtifactError(f"{path} is not a loadable ONNX model: {error}") from None
         self.threads = threads or cpu_count()
         self._pool = None
@@ -82,7 +83,7 @@ class OnnxBackend:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ort-chunk")
         bounds = np.linspace(0, n, parts + 1).astype(int)
-        chunks = [{k: v[a:b] for k, v in feeds.items()} for a, b in zip(bounds, bounds[1:])]
+        chunks = [{k: v[a:b] for k, v in feeds.items()} for a, b in itertools.pairwise(bounds)]
         results = list(self._pool.map(self._run_one, chunks))
         return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
@@ -99,7 +100,7 @@ class LiteRTBackend:
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or cpu_count())
             self.runner = self.interpreter.get_signature_runner("serve")
-        except Exception as error:  # corrupt flatbuffers raise ValueError/RuntimeError
+        except Exception as error:  # noqa: BLE001  (corrupt flatbuffers: ValueError/RuntimeError)
             raise ArtifactError(f"{path} is not a loadable TFLite model: {error}") from None
         self.lock = threading.Lock()
         details = self.runner.get_input_details()
@@ -172,7 +173,7 @@ def check_labels(labels, n: int, num_classes: int):
             f"this model is conditional: pass labels, {n} integers in [0, {num_classes})"
         )
     if isinstance(labels, (str, bytes)):
-        raise ValueError(f"labels must be integers, got {labels!r}")
+        raise ValueError(f"labels must be integers, got {labels!r}")  # noqa: TRY004
     try:
         array = np.asarray(labels)
     except (ValueError, TypeError):
@@ -274,7 +275,7 @@ class Generator:
 
 
 class Encoder:
-    """An exported VAE encoder: `encode(images)` -> (z_mean, z_log_var) for NHWC images in [-1, 1]."""
+    """An exported VAE encoder: `encode(images in [-1, 1], NHWC)` -> (z_mean, z_log_var)."""
 
     def __init__(self, backend, manifest: dict, entry: dict, path: Path):
         self.backend, self.manifest, self.entry, self.path = backend, manifest, entry, path

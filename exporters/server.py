@@ -43,7 +43,9 @@ def _parse_json_request(body: bytes) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BadRequest(f"body is not valid JSON: {error}") from None
     if not isinstance(request, dict):
-        raise BadRequest(f"body must be a JSON object like {{\"n\": 4, \"seed\": 1}}, got {body[:80]!r}")
+        raise BadRequest(
+            f"body must be a JSON object like {{\"n\": 4, \"seed\": 1}}, got {body[:80]!r}"
+        )
     unknown = sorted(set(request) - set(REQUEST_FIELDS))
     if unknown:
         raise BadRequest(f"unknown fields {unknown}; accepted: {list(REQUEST_FIELDS)}")
@@ -164,7 +166,7 @@ def make_handler(generator, max_images_json=MAX_IMAGES_JSON, max_images_png=MAX_
             except BadRequest as error:
                 self.close_connection = True
                 self.send_json({"error": str(error)}, error.status)
-            except Exception as error:  # a bug, not the client's fault: say so, stay up
+            except Exception as error:  # noqa: BLE001  (a bug, not the client's: say so, stay up)
                 self.close_connection = True
                 self.send_json({"error": f"internal error: {type(error).__name__}: {error}"},
                                HTTPStatus.INTERNAL_SERVER_ERROR)
@@ -194,7 +196,7 @@ class GeneratorServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def start_background(self) -> threading.Thread:
-        """Serve on a daemon thread (tests, notebooks); stop with .shutdown() and .server_close()."""
+        """Serve on a daemon thread (tests, notebooks); stop: .shutdown(), then .server_close()."""
         thread = threading.Thread(target=self.serve_forever, name="genzoo-server", daemon=True)
         thread.start()
         return thread
@@ -205,7 +207,8 @@ def make_server(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bo
     """Load `artifact` (file, export folder or run folder) and bind a server (port 0: any free)."""
     generator = artifact if isinstance(artifact, runtime.Generator) else runtime.load(artifact)
     if not isinstance(generator, runtime.Generator):
-        raise ValueError(f"{artifact} is not a generator artifact (role {generator.entry.get('role')!r})")
+        role = generator.entry.get("role")
+        raise ValueError(f"{artifact} is not a generator artifact (role {role!r})")  # noqa: TRY004
     server = GeneratorServer(
         (host, port),
         make_handler(generator, max_images_json, min(MAX_IMAGES_PNG, generator.max_images)),
@@ -218,7 +221,8 @@ def make_server(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bo
 def serve(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = True):
     """Serve until interrupted (Ctrl-C)."""
     server = make_server(artifact, host, port, verbose)
-    print(f"serving {server.generator.path} ({server.generator.format}) on {server.url}", flush=True)
+    generator = server.generator
+    print(f"serving {generator.path} ({generator.format}) on {server.url}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

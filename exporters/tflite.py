@@ -14,8 +14,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 REPRESENTATIVE_STEPS = 32
 REPRESENTATIVE_BATCH = 8
 
@@ -44,7 +42,9 @@ def _full_integer(converter, representative):
     import tensorflow as tf
 
     if representative is None:
-        raise ValueError("quantize='int8' needs representative_data (a callable yielding input dicts)")
+        raise ValueError(
+            "quantize='int8' needs representative_data (a callable yielding input dicts)"
+        )
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -75,7 +75,8 @@ def export_tflite(network, filepath, quantize: str = "none", batch_size=1, repre
         representative = None
         if representative_data is not None:
             steps_batch = batch_size or REPRESENTATIVE_BATCH
-            representative = lambda: representative_data(steps_batch)  # noqa: E731
+            def representative():
+                return representative_data(steps_batch)
         QUANTIZERS[quantize](converter, representative)
         try:
             with warnings.catch_warnings():  # calibration uses the deprecated tf.lite.Interpreter

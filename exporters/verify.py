@@ -74,7 +74,8 @@ def verify_artifact(path, fmt: str, reference: KerasReference, quantization: str
         raise ValueError(f"format={fmt!r} is not one of {sorted(LOADERS)}")
     tolerance = TOLERANCES[quantization] if tolerance is None else float(tolerance)
     backend = LOADERS[fmt](path)
-    sizes = sorted(set(batch_sizes) | ({backend.batch} if getattr(backend, "batch", None) else set()))
+    own_batch = getattr(backend, "batch", None)
+    sizes = sorted(set(batch_sizes) | ({own_batch} if own_batch else set()))
     per_batch = {}
     for n in sizes:
         feeds, expected = reference(n)
@@ -89,7 +90,8 @@ def verify_artifact(path, fmt: str, reference: KerasReference, quantization: str
                 f"{path}: output shapes {[np.shape(got[k]) for k in expected]} != "
                 f"Keras {[v.shape for v in expected.values()]} at batch {n}"
             )
-        per_batch[n] = (float(max(d.max() for d in diffs)), float(np.mean([d.mean() for d in diffs])))
+        per_batch[n] = (float(max(d.max() for d in diffs)),
+                        float(np.mean([d.mean() for d in diffs])))
     worst_batch = max(per_batch, key=lambda n: per_batch[n][0])
     max_diff = per_batch[worst_batch][0]
     result = {

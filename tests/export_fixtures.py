@@ -1,7 +1,7 @@
 """Shared fixtures for the export, runtime and serve tests: each tiny family exported once.
 
-`exports` is session-scoped, so test_export.py, test_runtime.py and test_serve.py reuse one
-export per family. Each family also gets one quantized TFLite variant, so between them the
+`shared_exports` gives test_export.py, test_runtime.py and test_serve.py one export per family
+per session. Each family also gets one quantized TFLite variant, so between them the
 three cover every quantization mode.
 """
 
@@ -11,7 +11,6 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 IMAGE_SHAPE = (28, 28, 1)
 TFLITE_BATCH = 4
@@ -68,6 +67,15 @@ class ExportCache:
         return self.done[family]
 
 
-@pytest.fixture(scope="session")
-def exports(tmp_path_factory):
-    return ExportCache(tmp_path_factory.mktemp("exports"))
+_SHARED: list[ExportCache] = []
+
+
+def shared_exports(tmp_path_factory) -> ExportCache:
+    """One ExportCache per test session, whichever test module asks first.
+
+    Each module declares its own `exports` fixture calling this (importing a fixture into a
+    test module shadows names); the cache itself is shared, so each family is exported once.
+    """
+    if not _SHARED:
+        _SHARED.append(ExportCache(tmp_path_factory.mktemp("exports")))
+    return _SHARED[0]

@@ -10,7 +10,14 @@ import sys
 import keras
 import numpy as np
 import pytest
-from export_fixtures import FAMILIES, QUANTIZE, TFLITE_BATCH, build_tiny, exports, labels_for  # noqa: F401
+from export_fixtures import (
+    FAMILIES,
+    QUANTIZE,
+    TFLITE_BATCH,
+    build_tiny,
+    labels_for,
+    shared_exports,
+)
 
 import exporters
 from exporters import manifest as manifest_lib
@@ -18,6 +25,11 @@ from exporters import runtime, verify
 from exporters.images import to_uint8
 
 FLOAT32_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    return shared_exports(tmp_path_factory)
 
 
 def keras_images(model, z, labels):
@@ -130,14 +142,69 @@ def test_vae_encoder_artifacts_match_keras(exports):
 
 
 # ---- the ONNX Runtime rewrite -------------------------------------------------------------------
-def test_onnx_convtranspose_rewritten_for_onnxruntime(exports):
+@pytest.mark.parametrize("family,expected", [
+    ("gan", {"up0": "phase_convs"}),  # the 1-channel to-image ConvTranspose stays
+    ("vae", {"up0": "phase_convs", "up1": "phase_convs", "image_1": "conv_as_transpose"}),
+])
+def test_onnx_rewrites_for_onnxruntime_are_exact(tmp_path, family, expected):
     import onnx
 
-    exported = exports("gan")
-    entry = exported.report["artifacts"]["generator.onnx"]
-    assert entry["graph_rewrite"]["applied"]
-    ops = [node.op_type for node in onnx.load(exported.path("generator.onnx")).graph.node]
-    assert "DepthToSpace" in ops and ops.count("ConvTranspose") == 1  # only the 1-channel output
+    from exporters.onnx import (
+        _max_graph_diff,
+        export_onnx,
+        optimize_for_onnxruntime,
+        rewrite_candidates,
+        tune_for_onnxruntime,
+    )
+
+    model = build_tiny(family)
+    export_onnx(model.generator, tmp_path / "plain.onnx", optimize=False)
+    plain = onnx.load(tmp_path / "plain.onnx")
+    candidates = rewrite_candidates(plain)
+    named = {key: kind for key in expected for name, kind in candidates.items() if key in name}
+    assert named == expected and len(candidates) == len(expected)
+    rewritten, count = optimize_for_onnxruntime(plain)
+    assert count == len(expected)
+    assert _max_graph_diff(plain, rewritten, batch=5) <= 1e-5
+    tuned, report = tune_for_onnxruntime(plain, batch=8)
+    assert set(report["tried"]) == set(candidates)
+    assert set(report["rewritten"]) <= set(candidates) and report["cpu_ms"] > 0
+    assert _max_graph_diff(plain, tuned, batch=5) <= 1e-5
+
+
+def test_exported_onnx_records_its_rewrites(exports):
+    entry = exports("gan").report["artifacts"]["generator.onnx"]
+    rewrite = entry["graph_rewrite"]
+    assert set(rewrite) >= {"applied", "rewritten", "tried", "baseline_cpu_ms", "cpu_ms"}
+    assert rewrite["applied"] == bool(rewrite["rewritten"])
+
+
+@pytest.mark.parametrize("out_channels,kernel,pads", [(1, 3, (1, 1, 1, 1)), (3, 5, (2, 1, 2, 3))])
+def test_few_channel_conv_as_transpose_is_exact(out_channels, kernel, pads):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from exporters.onnx import optimize_for_onnxruntime
+
+    rng = np.random.default_rng(out_channels)
+    constants = [
+        numpy_helper.from_array(
+            rng.standard_normal((out_channels, 16, kernel, kernel)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.standard_normal(out_channels).astype(np.float32), "B"),
+    ]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "W", "B"], ["y"], kernel_shape=[kernel, kernel],
+                          pads=list(pads), name="conv")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16, 9, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], constants,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rewritten, count = optimize_for_onnxruntime(model)
+    assert count == 1 and rewritten.graph.node[0].op_type == "ConvTranspose"
+    x = rng.standard_normal((2, 16, 9, 7)).astype(np.float32)
+    a, b = (ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+            for m in (model, rewritten))
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1e-4
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,15 @@ import textwrap
 
 import numpy as np
 import pytest
-from export_fixtures import TFLITE_BATCH, exports, labels_for  # noqa: F401
+from export_fixtures import TFLITE_BATCH, labels_for, shared_exports
 
 from exporters import runtime
 from exporters.images import to_uint8
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    return shared_exports(tmp_path_factory)
 
 
 # ---- no TensorFlow ------------------------------------------------------------------------------
@@ -39,7 +44,7 @@ def test_runtime_runs_without_tensorflow_and_matches_model_sample(exports, famil
         print("ok")
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, check=False)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
@@ -78,7 +83,7 @@ def test_large_batches_run_as_concurrent_chunks(exports):
     assert np.array_equal(g.generate(50, seed=0), single.generate(50, seed=0))
 
 
-# ---- bad inputs -----------------------------------------------------------------------------------
+# ---- bad inputs ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs,fragment",
     [
@@ -129,7 +134,7 @@ def test_expand_labels_broadcasts_one_label():
     assert runtime.expand_labels(None, 3) is None
 
 
-# ---- bad files and manifests ----------------------------------------------------------------------
+# ---- bad files and manifests --------------------------------------------------------------------
 @pytest.fixture
 def copy_of(exports, tmp_path):
     def copy(family):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_fixtures import exports  # noqa: F401
+from export_fixtures import shared_exports
 from PIL import Image
 
 from exporters import runtime, server
@@ -25,6 +25,11 @@ from exporters import runtime, server
 ZOO = [str(Path(sys.executable).with_name("zoo"))]
 if not Path(ZOO[0]).exists():
     ZOO = [sys.executable, "-m", "zoo.cli"]
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    return shared_exports(tmp_path_factory)
 
 
 def call(address, method, path, body=None, headers=None, timeout=60):
@@ -154,9 +159,10 @@ def test_concurrent_requests_are_all_served(cgan_server):
     assert all(len(bodies) == 1 for bodies in by_request.values())  # deterministic under load
 
 
-# ---- the CLI end to end ---------------------------------------------------------------------------
+# ---- the CLI end to end -------------------------------------------------------------------------
 def zoo_cli(*args, timeout=300):
-    return subprocess.run([*ZOO, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*ZOO, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, check=False)
 
 
 def free_port() -> int:
