@@ -100,7 +100,7 @@ class NoiseSchedule:
         return {"kind": self.kind, "timesteps": self.timesteps, "params": dict(self.params)}
 
     @classmethod
-    def from_config(cls, config: dict) -> "NoiseSchedule":
+    def from_config(cls, config: dict) -> NoiseSchedule:
         return cls(config["kind"], config["timesteps"], **config.get("params", {}))
 
     def __repr__(self):
