@@ -77,7 +77,10 @@ def frechet_distance_from_statistics(mu1, sigma1, mu2, sigma2) -> float:
     tr (S1 S2)^(1/2) is the sum of square roots of the eigenvalues of S1^(1/2) S2 S1^(1/2), a
     symmetric PSD matrix with the same spectrum, so plain `eigh` suffices (no complex sqrtm).
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    mu1, mu2 = (
+        np.atleast_1d(np.asarray(mu1, np.float64)),
+        np.atleast_1d(np.asarray(mu2, np.float64)),
+    )
     sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
     sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
@@ -229,8 +232,8 @@ def sample_scores(
         "kid_std": kid_std,
         "precision": precision,
         "recall": recall,
-        "n": int(len(fake)),
-        "n_real": int(len(real)),
+        "n": len(fake),
+        "n_real": len(real),
         "n_precision_recall": int(size),
     }
 
@@ -250,7 +253,11 @@ def classifier_dir(dataset: str, cache_dir=None) -> Path:
 
 
 def build_classifier(
-    image_shape, num_classes: int, filters: int = 32, feature_dim: int = 128, shift: float = 0.1,
+    image_shape,
+    num_classes: int,
+    filters: int = 32,
+    feature_dim: int = 128,
+    shift: float = 0.1,
     seed: int = 0,
 ):
     """Two conv blocks, a `features` dense layer (what the scores embed) and class logits.
@@ -271,7 +278,11 @@ def build_classifier(
     for block, width in enumerate((filters, 2 * filters)):
         for conv in range(2):
             x = layers.Conv2D(
-                width, 3, padding="same", use_bias=False, kernel_initializer=init(),
+                width,
+                3,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=init(),
                 name=f"conv{block}_{conv}",
             )(x)
             x = layers.BatchNormalization(momentum=0.9, name=f"bn{block}_{conv}")(x)
@@ -338,7 +349,9 @@ def train_classifier(
     model = build_classifier(info.image_shape, info.num_classes, filters, feature_dim, shift, seed)
     steps = epochs * int(np.ceil(len(images) / batch_size))
     model.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps)),
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+        ),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -351,15 +364,20 @@ def train_classifier(
     classifier.info = {
         "dataset": dataset,
         "test_accuracy": classifier.accuracy(test_images, test_labels),
-        "n_test": int(len(test_images)),
-        "n_train": int(len(images)),
+        "n_test": len(test_images),
+        "n_train": len(images),
         "num_classes": int(info.num_classes),
         "image_shape": list(info.image_shape),
         "feature_layer": FEATURE_LAYER,
         "feature_dim": int(feature_dim),
         "settings": {
-            "epochs": epochs, "batch_size": batch_size, "filters": filters, "shift": shift,
-            "learning_rate": learning_rate, "max_train": max_train, "seed": seed,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "filters": filters,
+            "shift": shift,
+            "learning_rate": learning_rate,
+            "max_train": max_train,
+            "seed": seed,
         },
         "train_seconds": round(seconds, 1),
         "keras_version": keras.__version__,
@@ -396,43 +414,54 @@ def load_classifier(
 # =========================================================================================
 # Running models
 # =========================================================================================
-def _likelihood_metrics(model, real_images, batch_size: int) -> dict:
-    """Reconstruction error and ELBO (beta = 1, one posterior draw per image) in nats/image."""
+def _likelihood_metrics(model, images, labels, batch_size: int) -> dict:
+    """Reconstruction error and ELBO (beta = 1, one posterior draw per image) in nats/image.
+
+    Conditional models (CVAE) get each image's true label, as in training.
+    """
+    labels = labels.astype(np.int32) if model.num_classes else None
+    given = {} if labels is None else {"labels": labels}
     reconstruction, kl = [], []
-    for start in range(0, len(real_images), batch_size):
-        rec, div = model.elbo_terms(real_images[start : start + batch_size], training=False)
+    for start in range(0, len(images), batch_size):
+        chunk = slice(start, start + batch_size)
+        batch_labels = (
+            {} if labels is None else {"labels": keras.ops.convert_to_tensor(labels[chunk])}
+        )
+        rec, div = model.elbo_terms(
+            keras.ops.convert_to_tensor(images[chunk]), training=False, **batch_labels
+        )
         reconstruction.append(keras.ops.convert_to_numpy(rec))
         kl.append(keras.ops.convert_to_numpy(div))
     reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)
-    rebuilt = model.reconstruct(real_images, batch_size=batch_size)
+    rebuilt = model.reconstruct(images, batch_size, **given)
     return {
         "elbo": float(-(reconstruction + kl).mean()),
         "reconstruction_nll": float(reconstruction.mean()),
         "kl": float(kl.mean()),
-        "reconstruction_mse": float(np.mean((rebuilt - real_images) ** 2)),
+        "reconstruction_mse": float(np.mean((rebuilt - images) ** 2)),
         "likelihood": getattr(model, "likelihood", None),
         "units": "nats per image (mse: per pixel, images in [-1, 1])",
-        "n": int(len(real_images)),
+        "n": len(images),
     }
 
 
 def _has_likelihood(model) -> bool:
     return callable(getattr(model, "elbo_terms", None)) and callable(
         getattr(model, "reconstruct", None)
-    ) and not getattr(model, "num_classes", 0)
+    )
 
 
 # Extra metrics by what a model can do: name -> (applies to model?, compute(model, context)).
 MODEL_METRICS = {
     "class_consistency": (
         lambda model: bool(getattr(model, "num_classes", 0)),
-        lambda model, ctx: class_consistency(
-            ctx["requested"], ctx["predicted"], model.num_classes
-        ),
+        lambda model, ctx: class_consistency(ctx["requested"], ctx["predicted"], model.num_classes),
     ),
     "likelihood": (
         _has_likelihood,
-        lambda model, ctx: _likelihood_metrics(model, ctx["test_images"], ctx["batch_size"]),
+        lambda model, ctx: _likelihood_metrics(
+            model, ctx["test_images"], ctx["test_labels"], ctx["batch_size"]
+        ),
     ),
 }
 
@@ -500,7 +529,10 @@ def evaluate_model(
         "dataset); not comparable with Inception FID",
     }
     context = {
-        "requested": requested, "predicted": predicted, "test_images": test_images,
+        "requested": requested,
+        "predicted": predicted,
+        "test_images": test_images,
+        "test_labels": test_labels,
         "batch_size": batch_size,
     }
     for name, (applies, compute) in MODEL_METRICS.items():
@@ -517,7 +549,7 @@ def load_run(run_dir):
     import zoo  # noqa: F401  (registers the model families for deserialization)
 
     if not isinstance(run_dir, (str, os.PathLike)):
-        raise ValueError(f"run must be a run folder path, got {run_dir!r}")
+        raise ValueError(f"run must be a run folder path, got {run_dir!r}")  # noqa: TRY004
     path = Path(run_dir)
     run = path.parent if path.is_file() and path.suffix == ".keras" else path
     model_path = path if run is not path else run / "model.keras"
@@ -532,7 +564,7 @@ def load_run(run_dir):
 
 
 def evaluate_run(run_dir, dataset: str | None = None, n: int = 10000, **options) -> dict:
-    """Evaluate RUN/model.keras against `dataset` (default: RUN/config.json's), write RUN/eval.json."""
+    """Evaluate RUN/model.keras on `dataset` (default: config.json's); writes RUN/eval.json."""
     n = check_count(n)
     model, config, run = load_run(run_dir)
     dataset = dataset or config.get("dataset")
@@ -574,9 +606,11 @@ def format_table(results: dict) -> str:
     model, floor = results.get("model", {}), results.get("real_floor", {})
     classifier = results.get("classifier", {})
     lines = [
-        f"{results.get('family', '?')} on {results.get('dataset', '?')}: "
-        f"{model.get('n', '?')} samples vs {model.get('n_real', '?')} held-apart real images; "
-        f"classifier test accuracy {_number(classifier.get('test_accuracy'))}",
+        (
+            f"{results.get('family', '?')} on {results.get('dataset', '?')}: "
+            f"{model.get('n', '?')} samples vs {model.get('n_real', '?')} held-apart real "
+            f"images; classifier test accuracy {_number(classifier.get('test_accuracy'))}"
+        ),
         f"{'metric':<20}{'model':>12}{'real floor':>12}",
     ]
     for title, key, digits in SCORE_ROWS:
@@ -594,7 +628,8 @@ def format_table(results: dict) -> str:
         lines.append(
             "  per class: "
             + " ".join(
-                f"{label}:{_number(share, 2)}" for label, share in enumerate(consistency["per_class"])
+                f"{label}:{_number(share, 2)}"
+                for label, share in enumerate(consistency["per_class"])
             )
         )
     likelihood = results.get("likelihood")

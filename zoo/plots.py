@@ -41,9 +41,9 @@ def slerp(z0, z1, t) -> np.ndarray:
     omega = np.arccos(np.clip(cosine, -1.0, 1.0))
     if np.sin(omega) < 1e-6:
         return ((1.0 - t) * z0 + t * z1).astype(np.float32)
-    return (
-        (np.sin((1.0 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
-    ).astype(np.float32)
+    return ((np.sin((1.0 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)).astype(
+        np.float32
+    )
 
 
 def latent_grid(size: int, low: float = 0.05, high: float = 0.95) -> np.ndarray:
@@ -84,7 +84,11 @@ def _save(images, path, columns):
 def plot_samples(model, out_dir: Path, n: int = 64, seed: int = 0) -> dict:
     labels = np.arange(n) % model.num_classes if model.num_classes else None
     columns = model.num_classes or None
-    return {"samples": _save(model.sample(n, labels=labels, seed=seed), out_dir / "samples.png", columns)}
+    return {
+        "samples": _save(
+            model.sample(n, labels=labels, seed=seed), out_dir / "samples.png", columns
+        )
+    }
 
 
 def plot_classes(model, out_dir: Path, per_class: int = 10, seed: int = 0) -> dict:
@@ -111,9 +115,10 @@ def plot_reconstructions(model, out_dir: Path, dataset, groups: int = 4, columns
     """Rows of originals from the held-apart split, each followed by its reconstructions."""
     from zoo import data
 
-    images, _ = data.load_arrays(dataset, "test")
+    images, labels = data.load_arrays(dataset, "test")
     originals = images[: groups * columns]
-    rebuilt = model.reconstruct(originals)
+    given = {"labels": labels[: groups * columns]} if model.num_classes else {}
+    rebuilt = model.reconstruct(originals, **given)
     paired = np.concatenate(
         [
             np.concatenate([originals[i : i + columns], rebuilt[i : i + columns]])
@@ -156,7 +161,9 @@ def plot_loss_curves(history_path: Path, out_dir: Path) -> dict:
 
 
 def _is_vae(model) -> bool:
-    return callable(getattr(model, "reconstruct", None)) and callable(getattr(model, "decode", None))
+    return callable(getattr(model, "reconstruct", None)) and callable(
+        getattr(model, "decode", None)
+    )
 
 
 # Pictures by what a model can do: name -> (applies?(model, run context), draw(model, ctx)).
@@ -165,7 +172,7 @@ PICTURES = {
     "classes": (lambda m, ctx: bool(m.num_classes), lambda m, ctx: plot_classes(m, ctx["out"])),
     "interpolation": (lambda m, ctx: True, lambda m, ctx: plot_interpolation(m, ctx["out"])),
     "reconstructions": (
-        lambda m, ctx: _is_vae(m) and not m.num_classes and bool(ctx["dataset"]),
+        lambda m, ctx: _is_vae(m) and bool(ctx["dataset"]),
         lambda m, ctx: plot_reconstructions(m, ctx["out"], ctx["dataset"]),
     ),
     "latent_manifold": (
@@ -179,8 +186,8 @@ PICTURES = {
 }
 
 
-def plot_run(run_dir, out_dir=None) -> dict[str, Path]:
-    """Write the run's pictures as PNGs into out_dir (default RUN/plots); name -> path."""
+def plot_run(run_dir, out_dir=None) -> list[Path]:
+    """Write the run's pictures as PNGs into out_dir (default RUN/plots); returns their paths."""
     model, config, run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run / "plots"
     out.mkdir(parents=True, exist_ok=True)
@@ -189,4 +196,4 @@ def plot_run(run_dir, out_dir=None) -> dict[str, Path]:
     for applies, draw in PICTURES.values():
         if applies(model, context):
             written.update(draw(model, context))
-    return written
+    return list(written.values())
