@@ -7,10 +7,11 @@ manifest describes (sha256, size, input names and shapes), and returns a `Genera
 gives the same images) and returns uint8 NHWC images.
 
 ONNX Runtime settings, and why: each session runs with one intra-op thread, and a large batch
-is split into one chunk per core run concurrently (`session.run` is thread-safe and releases the
-GIL). ORT's ConvTranspose, DepthToSpace and Concat kernels parallelize poorly inside one call
-(per-image GEMM + single-threaded col2im), so chunk-level parallelism scales where the intra-op
-pool does not, and no pool threads spin against other work on a shared machine.
+is split into chunks (4 per core, at least 16 images) that a thread per core runs concurrently
+(`session.run` is thread-safe and releases the GIL). ORT's ConvTranspose, DepthToSpace and
+Concat kernels parallelize poorly inside one call (per-image GEMM + single-threaded col2im), so
+chunk-level parallelism scales where the intra-op pool does not; small chunks keep every core
+busy when one worker is descheduled, and no pool threads spin against other work.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from exporters import manifest as manifest_lib
 from exporters.images import to_uint8
 
 MAX_IMAGES = 4096
-MIN_CHUNK = 8
+MIN_CHUNK = 16
+# chunks per worker: more, smaller chunks balance the load when a worker is descheduled
+CHUNKS_PER_THREAD = 4
 # Which artifact `load(folder)` picks, best first: ONNX (dynamic batch), then TFLite fp32.
 PREFERRED_FORMATS = ("onnx", "tflite")
 
@@ -49,7 +52,8 @@ class OnnxBackend:
 
     format = "onnx"
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None,
+                 chunks_per_thread: int = CHUNKS_PER_THREAD):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -64,6 +68,7 @@ class OnnxBackend:
         except Exception as error:  # noqa: BLE001  (ORT raises its own Fail/InvalidProtobuf)
             raise ArtifactError(f"{path} is not a loadable ONNX model: {error}") from None
         self.threads = threads or cpu_count()
+        self.chunks_per_thread = chunks_per_thread
         self._pool = None
         self._pool_lock = threading.Lock()
         self.inputs = [_spec(i.name, i.type, i.shape) for i in self.session.get_inputs()]
@@ -76,8 +81,8 @@ class OnnxBackend:
 
     def run(self, feeds: dict) -> dict:
         n = len(next(iter(feeds.values())))
-        parts = min(self.threads, n // MIN_CHUNK)
-        if parts < 2:
+        parts = min(self.threads * self.chunks_per_thread, n // MIN_CHUNK)
+        if parts < 2 or self.threads < 2:
             return self._run_one(feeds)
         with self._pool_lock:
             if self._pool is None:
