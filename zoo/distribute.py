@@ -77,7 +77,7 @@ def tf_config() -> dict:
         raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {text[:200]!r}") from None
     cluster, task = config.get("cluster"), config.get("task")
     if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 (a bad setting: one line from the CLI, as ValueError)
             'TF_CONFIG needs "cluster" and "task", e.g. {"cluster": {"worker": ["host1:port", '
             f'"host2:port"]}}, "task": {{"type": "worker", "index": 0}}}}; got {text[:200]!r}'
         )
