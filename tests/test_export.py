@@ -166,8 +166,12 @@ def test_onnx_rewrites_for_onnxruntime_are_exact(tmp_path, family, expected):
     rewritten, count = optimize_for_onnxruntime(plain)
     assert count == len(expected)
     assert _max_graph_diff(plain, rewritten, batch=5) <= 1e-5
+    folds = {n: k for n, k in rewrite_candidates(rewritten).items() if k == "fold_interleave"}
+    folded, count = optimize_for_onnxruntime(rewritten, only=folds)
+    assert count == len(folds) == 1  # the last interleave into the to-image layer
+    assert _max_graph_diff(plain, folded, batch=5) <= 1e-5
     tuned, report = tune_for_onnxruntime(plain, batch=8)
-    assert set(report["tried"]) == set(candidates)
+    assert set(candidates) <= set(report["tried"])
     assert set(report["rewritten"]) <= set(candidates) and report["cpu_ms"] > 0
     assert _max_graph_diff(plain, tuned, batch=5) <= 1e-5
 
@@ -177,6 +181,42 @@ def test_exported_onnx_records_its_rewrites(exports):
     rewrite = entry["graph_rewrite"]
     assert set(rewrite) >= {"applied", "rewritten", "tried", "baseline_cpu_ms", "cpu_ms"}
     assert rewrite["applied"] == bool(rewrite["rewritten"])
+
+
+@pytest.mark.parametrize("block,stride,kernel,pads,out_channels",
+                         [(2, 2, 4, (1, 1, 1, 1), 1), (2, 2, 3, (0, 0, 1, 1), 3),
+                          (3, 2, 5, (2, 1, 2, 2), 2)])
+def test_interleave_folded_into_the_next_transposed_conv_is_exact(block, stride, kernel, pads,
+                                                                   out_channels):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from exporters.onnx import optimize_for_onnxruntime
+
+    rng = np.random.default_rng(block * 10 + kernel)
+    channels = 4
+    constants = [
+        numpy_helper.from_array(rng.standard_normal(
+            (channels, out_channels, kernel, kernel)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.standard_normal(out_channels).astype(np.float32), "B"),
+    ]
+    nodes = [
+        helper.make_node("DepthToSpace", ["x"], ["d"], blocksize=block, mode="DCR"),
+        helper.make_node("ConvTranspose", ["d", "W", "B"], ["y"], strides=[stride, stride],
+                         kernel_shape=[kernel, kernel], pads=list(pads)),
+    ]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, block * block * channels, 5, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], constants,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rewritten, count = optimize_for_onnxruntime(model)
+    assert count == 1 and [n.op_type for n in rewritten.graph.node] == ["ConvTranspose"]
+    x = rng.standard_normal((2, block * block * channels, 5, 6)).astype(np.float32)
+    a, b = (ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+            for m in (model, rewritten))
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1e-4
 
 
 @pytest.mark.parametrize("out_channels,kernel,pads", [(1, 3, (1, 1, 1, 1)), (3, 5, (2, 1, 2, 3))])
