@@ -242,18 +242,22 @@ def choose_jit_compile(setting="auto", strategy: tf.distribute.Strategy | None =
     - several replicas: off. XLA compiles the whole step for one device and then cannot reach
       the other replicas' variables (measured: MirroredStrategy + XLA fails on the SeedGenerator
       state "located in device CPU:1 from device CPU:0"), and Keras turns it off there too;
-    - one replica on a CPU: off. Measured slower (DCGAN on MNIST: 150 img/s with XLA vs 199
-      without; tools/bench_scale.py measures it again);
-    - one replica on a GPU: on. XLA fuses the many small element-wise ops of these networks
-      (tools/gpu_check.sh measures both on the GPU at hand).
+    - one replica on a CPU: off. Measured slower for the default DCGAN on MNIST, batch 64,
+      on a 2-core x86 CPU: 150 img/s with XLA vs 199 without, and 159 vs 260 in
+      tools/bench_scale.py (0.61x);
+    - one replica on a GPU: on, as Keras' own "auto" does without a strategy: XLA fuses the
+      many small element-wise ops of these networks into few kernels. Not yet measured here
+      (no GPU in this project's CI): tools/gpu_check.sh measures XLA off and on for every
+      family on the GPU at hand; pass "off" where it loses.
     """
     check_jit_setting(setting)
-    if strategy is None and not tf.distribute.has_strategy():
-        replicas, on_gpu = 1, bool(_gpus())  # no strategy: TensorFlow places ops on GPU:0
-    else:
-        strategy = strategy or tf.distribute.get_strategy()
-        replicas = strategy.num_replicas_in_sync
-        on_gpu = any("GPU" in device.upper() for device in strategy.extended.worker_devices)
+    strategy = strategy or tf.distribute.get_strategy()
+    try:
+        devices = strategy.extended.worker_devices
+    except RuntimeError:  # the default (no) strategy: TensorFlow places ops on GPU:0 if any
+        devices = [device.name for device in _gpus()[:1]]
+    replicas = strategy.num_replicas_in_sync
+    on_gpu = any("GPU" in device.upper() for device in devices)
     forced = JIT_SETTINGS[setting]
     if forced is not None:
         reason = f"jit_compile={setting!r} given"
@@ -266,4 +270,4 @@ def choose_jit_compile(setting="auto", strategy: tf.distribute.Strategy | None =
         )
     if not on_gpu:
         return JitChoice(False, "one CPU device: XLA measured slower than plain TensorFlow here")
-    return JitChoice(True, "one GPU: XLA fuses the small element-wise ops of these networks")
+    return JitChoice(True, "one GPU: XLA fuses the networks' small ops (tools/gpu_check.sh)")
