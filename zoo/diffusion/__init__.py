@@ -1,6 +1,7 @@
 """Diffusion: weightless noise schedules and samplers (numpy at import) and the DDPM family.
 
-`zoo.diffusion.schedules` and `zoo.diffusion.samplers` import only numpy; `zoo.diffusion.model`
+`zoo.diffusion.schedules` and `zoo.diffusion.samplers` re-export `exporters.diffusion_schedules`
+and `exporters.diffusion_samplers` (numpy only; the TF-free runtime uses them); `zoo.diffusion.model`
 (the Keras models "ddpm" and "cddpm") loads on first use.
 """
 
