@@ -35,3 +35,13 @@ def test_two_replicas_train_like_one(case):
 @CASES
 def test_bad_sample_input_is_a_clear_error(case):
     harness.check_bad_sample_input(case)
+
+
+def test_uncompiled_model_saves_and_loads(tmp_path):
+    import keras
+    import numpy as np
+
+    model = harness.CASES[0].build()
+    model.save(tmp_path / "fresh.keras")
+    loaded = keras.models.load_model(tmp_path / "fresh.keras")
+    np.testing.assert_array_equal(model.sample(2, seed=0), loaded.sample(2, seed=0))

@@ -221,6 +221,8 @@ class GenerativeModel(keras.Model):
         ).trainable_variables
 
     def get_compile_config(self):
+        if not all(hasattr(self, role) for role in self.optimizer_roles):
+            return None  # never compiled: saved without a compile config, like any Keras model
         config = {
             role: keras.saving.serialize_keras_object(getattr(self, role))
             for role in self.optimizer_roles

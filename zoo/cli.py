@@ -132,7 +132,7 @@ def command_export(args) -> None:
     )
     report = exporters.export(
         str(model_path), str(out), formats=args.formats, quantize=args.quantize,
-        overwrite=getattr(args, "overwrite", False),
+        overwrite=args.overwrite,
     )
     print(f"export: {out}")
     for name, entry in report["artifacts"].items():
@@ -250,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.add_argument("--formats", type=format_list, default=EXPORT_FORMATS)
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="none")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing export (the old one stays until the new one verifies)")
     p.set_defaults(handler=command_export)
 
     p = commands.add_parser("sample", help="write samples from an artifact or run as PNG or .npy")
