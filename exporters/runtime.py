@@ -4,7 +4,10 @@ No TensorFlow and no zoo here: this module is what a server or a laptop without 
 imports. `load(path)` reads the manifest beside the artifact, checks that the file is the one the
 manifest describes (sha256, size, input names and shapes), and returns a `Generator` whose
 `generate(n, labels, seed)` draws latents exactly like `zoo`'s `model.sample` (so the same seed
-gives the same images) and returns uint8 NHWC images.
+gives the same images) and returns uint8 NHWC images. A diffusion denoiser's artifact loads as a
+`DiffusionGenerator`, which runs the sampling loop (DDIM or DDPM, `steps`, `eta`,
+`guidance_scale`) here in numpy with the schedule from the manifest and the numpy-only code of
+`exporters.diffusion_samplers`, the same code `model.sample` runs.
 
 ONNX Runtime settings, and why: each session runs with one intra-op thread, and a large batch
 is split into chunks (4 per core, at least 16 images) that a thread per core runs concurrently
@@ -232,13 +235,15 @@ class Generator:
         self.num_classes = int(manifest["num_classes"])
         self.image_shape = tuple(int(d) for d in manifest["image_shape"])
         self.max_images = max_images
-        kind = manifest.get("generator_output", "image")
+        self.bind_inputs(manifest.get("generator_output", "image"))
+
+    def bind_inputs(self, kind):
         if kind != "image":
             raise ArtifactError(
-                f"{path.name} outputs the {self.family} network's {kind!r}, not images (a "
-                "diffusion denoiser runs inside a sampling loop; see the manifest's 'schedule')"
+                f"{self.path.name} outputs the {self.family} network's {kind!r}, not images, "
+                "and its manifest has no 'schedule' to run a sampling loop with"
             )
-        names = [spec["name"] for spec in entry["inputs"]]
+        names = [spec["name"] for spec in self.entry["inputs"]]
         self.z_name = names[0]
         self.label_name = names[1] if len(names) > 1 else None
 
@@ -277,6 +282,179 @@ class Generator:
     def generate(self, n, labels=None, seed=None, batch_size=None) -> np.ndarray:
         """uint8 NHWC images; the same seed (and labels) gives the images `model.sample` gives."""
         return to_uint8(self.generate_float(n, labels, seed, batch_size))
+
+
+def check_steps(steps, timesteps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if steps > timesteps:
+        raise ValueError(
+            f"steps must be at most {timesteps} (the schedule's timesteps), got {steps!r}"
+        )
+    return int(steps)
+
+
+def check_number(value, what: str, low=None, high=None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or (
+        not np.isfinite(value)
+    ):
+        raise ValueError(f"{what} must be a finite number, got {_short(value)}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{what} must be in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+class DiffusionGenerator(Generator):
+    """An exported diffusion denoiser (x_t, t [, label]) -> prediction, sampled here in numpy:
+    `generate(n, labels, seed, batch_size, steps, eta, guidance_scale, sampler)` runs the DDIM
+    (or DDPM) loop of `exporters.diffusion_samplers` (the code `model.sample` runs) with the
+    schedule from the manifest, one denoiser call per step (two with classifier-free guidance,
+    as one batch [x; x] with [labels; null label]). Noise is drawn as in `model.sample`: x_T =
+    default_rng(seed).standard_normal((n, H*W*C), float32), then one such draw per step with
+    sigma > 0, so the same seed, steps and guidance give the images `model.sample` gives.
+    Defaults (None) are the model's: the manifest's sampler, steps, eta and guidance_scale."""
+
+    def bind_inputs(self, kind):
+        from exporters import diffusion_samplers, diffusion_schedules
+
+        self.samplers_lib = diffusion_samplers
+        config = self.manifest["schedule"]
+        try:
+            self.schedule = diffusion_schedules.NoiseSchedule.from_config(config)
+            self.prediction = config["prediction"]
+            self.clip_denoised = bool(config["clip_denoised"])
+            self.default_sampler = config.get("sampler", "ddim")
+            self.default_steps = int(config.get("steps", 50))
+            self.default_eta = float(config.get("eta", 0.0))
+            guidance = config.get("guidance_scale")
+            self.default_guidance = 1.0 if guidance is None else float(guidance)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ArtifactError(f"{self.path.parent}'s manifest has a bad 'schedule': {error}") \
+                from None
+        expected = config.get("alphas_cumprod")
+        if expected is not None and not np.allclose(
+            self.schedule.alphas_cumprod, expected, rtol=0, atol=1e-9
+        ):
+            raise ArtifactError(
+                f"{self.path.parent}'s schedule {self.schedule!r} does not give the manifest's "
+                "alphas_cumprod"
+            )
+        if config.get("timestep_spacing", "trailing") != "trailing":
+            raise ArtifactError(f"timestep_spacing {config['timestep_spacing']!r} is unknown")
+        self.output_name = self.entry["outputs"][0]["name"]
+        names = [spec["name"] for spec in self.entry["inputs"]]
+        wanted = list(config.get("inputs") or (["x_t", "t", "label"][: len(names)]))
+        if sorted(wanted) != sorted(names):
+            raise ArtifactError(
+                f"{self.path.name} takes inputs {names}; its schedule says {wanted}"
+            )
+        self.x_name, self.t_name = wanted[0], wanted[1]
+        self.label_name = wanted[2] if len(wanted) > 2 else None
+        if bool(self.label_name) != bool(self.num_classes):
+            raise ArtifactError(
+                f"{self.path.name} has inputs {names} but num_classes={self.num_classes}"
+            )
+        self.null_label = self.num_classes if self.num_classes else None
+
+    def metadata(self) -> dict:
+        return {
+            **super().metadata(),
+            "generator_output": self.manifest.get("generator_output"),
+            "sampling": {
+                "sampler": self.default_sampler, "steps": self.default_steps,
+                "eta": self.default_eta, "timesteps": self.schedule.timesteps,
+                "schedule": self.schedule.kind, "prediction": self.prediction,
+                "guidance_scale": self.default_guidance if self.num_classes else None,
+                "samplers": sorted(self.samplers_lib.SAMPLERS),
+            },
+        }
+
+    def make_sampler(self, steps=None, eta=None, sampler=None):
+        """The sampler model.make_sampler builds for the same arguments (checked)."""
+        kind = self.default_sampler if sampler is None else sampler
+        if kind not in self.samplers_lib.SAMPLERS:
+            raise ValueError(
+                f"sampler must be one of {sorted(self.samplers_lib.SAMPLERS)}, got {_short(kind)}"
+            )
+        steps = self.default_steps if steps is None else steps
+        options = {
+            "steps": check_steps(steps, self.schedule.timesteps),
+            "prediction": self.prediction,
+            "clip_denoised": self.clip_denoised,
+        }
+        accepts_eta = "eta" in self.samplers_lib.accepted_options(kind)
+        if eta is not None and not accepts_eta:
+            raise ValueError(f"eta is a DDIM option; the {kind} sampler takes none")
+        if accepts_eta:
+            options["eta"] = self.default_eta if eta is None else check_number(eta, "eta", 0, 1)
+        return self.samplers_lib.make_sampler(kind, self.schedule, **options)
+
+    def check_guidance(self, guidance_scale) -> float:
+        if guidance_scale is None:
+            return self.default_guidance if self.num_classes else 1.0
+        scale = check_number(guidance_scale, "guidance_scale")
+        if not self.num_classes and scale != 1.0:
+            raise ValueError(
+                f"guidance_scale={guidance_scale!r} needs a class-conditional model "
+                "(this one is unconditional)"
+            )
+        return scale
+
+    def denoise_raw(self, x_t, t, labels=None, batch_size=None) -> np.ndarray:
+        """The exported denoiser on (x_t, t [, labels]) in batches of batch_size."""
+        step = batch_size or len(x_t)
+        outputs = []
+        for start in range(0, len(x_t), step):
+            chunk = slice(start, start + step)
+            feeds = {self.x_name: x_t[chunk], self.t_name: t[chunk]}
+            if self.label_name:
+                feeds[self.label_name] = labels[chunk]
+            outputs.append(self.backend.run(feeds)[self.output_name])
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+    def denoise(self, x_t, t, labels=None, guidance_scale=1.0, batch_size=None) -> np.ndarray:
+        """Denoiser output at timestep t with classifier-free guidance (as model.denoise)."""
+        n = len(x_t)
+        t = np.full((n,), t, np.float32)
+        if labels is not None and guidance_scale != 1.0:
+            both = self.denoise_raw(
+                np.concatenate([x_t, x_t]), np.concatenate([t, t]),
+                np.concatenate([labels, np.full(n, self.null_label, np.int32)]),
+                None if batch_size is None else 2 * batch_size,
+            )
+            return self.samplers_lib.guide(both[:n], both[n:], np.float32(guidance_scale))
+        return self.denoise_raw(x_t, t, labels, batch_size)
+
+    def generate_float(self, n, labels=None, seed=None, batch_size=None, steps=None, eta=None,
+                       guidance_scale=None, sampler=None) -> np.ndarray:
+        """float32 images in [-1, 1]; the same arguments give model.sample's images."""
+        n = check_count(n, self.max_images)
+        labels = check_labels(labels, n, self.num_classes)
+        seed = check_seed(seed)
+        if batch_size is not None:
+            batch_size = check_count(batch_size, self.max_images, "batch_size")
+        walk = self.make_sampler(steps, eta, sampler)
+        scale = self.check_guidance(guidance_scale)
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((n, self.latent_dim), dtype=np.float32)
+        x = x.reshape((n, *self.image_shape))
+
+        def draw_noise(shape):
+            return rng.standard_normal((shape[0], self.latent_dim), dtype=np.float32).reshape(
+                shape
+            )
+
+        def denoise(x_t, t):
+            return self.denoise(x_t, t, labels, scale, batch_size)
+
+        return self.samplers_lib.run(walk, denoise, x, draw_noise).astype(np.float32)
+
+    def generate(self, n, labels=None, seed=None, batch_size=None, steps=None, eta=None,
+                 guidance_scale=None, sampler=None) -> np.ndarray:
+        """uint8 NHWC images (see generate_float)."""
+        return to_uint8(self.generate_float(
+            n, labels, seed, batch_size, steps, eta, guidance_scale, sampler
+        ))
 
 
 class Encoder:
@@ -378,5 +556,7 @@ def load(path, max_images: int = MAX_IMAGES, threads: int | None = None, verify_
     if role is None:
         raise ArtifactError(f"{path.name} has role {entry.get('role')!r}; known: {sorted(ROLES)}")
     if role is Generator:
+        if manifest.get("generator_output", "image") != "image" and manifest.get("schedule"):
+            return DiffusionGenerator(backend, manifest, entry, path, max_images)
         return Generator(backend, manifest, entry, path, max_images)
     return role(backend, manifest, entry, path)

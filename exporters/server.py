@@ -6,6 +6,10 @@
                                                   -> {"images": nested uint8 lists, "shape": [...]}
     GET  /v1/generate.png?n=16&seed=2&labels=1,2  -> a PNG grid
 
+A diffusion artifact (its denoiser, sampled by the runtime's DDIM/DDPM loop) also takes
+"steps" and "guidance_scale" (JSON fields or query parameters; default: the manifest's);
+/v1/metadata then has "sampling" with the defaults and the schedule's timesteps (max steps).
+
 Standard library only (http.server.ThreadingHTTPServer: one thread per request; the ONNX
 session is thread-safe, a LiteRT interpreter is locked by its backend). Bad requests answer 4xx
 with {"error": message}; n is capped (JSON images are large); the request body is size-capped.
@@ -26,7 +30,8 @@ MAX_IMAGES_JSON = 256
 MAX_IMAGES_PNG = 1024
 MAX_BODY_BYTES = 64 * 1024
 DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
-REQUEST_FIELDS = ("n", "labels", "seed")
+REQUEST_FIELDS = ("n", "labels", "seed", "steps", "guidance_scale")
+DIFFUSION_FIELDS = ("steps", "guidance_scale")
 
 
 class BadRequest(ValueError):
@@ -74,7 +79,17 @@ def _parse_png_request(query_string: str) -> dict:
             labels = [int(item) for item in text.split(",")]
         except ValueError:
             raise BadRequest(f"labels must be comma-separated integers, got {text!r}") from None
-    return {"n": _query_int(query, "n", 16), "seed": _query_int(query, "seed"), "labels": labels}
+    request = {"n": _query_int(query, "n", 16), "seed": _query_int(query, "seed"),
+               "labels": labels}
+    if query.get("steps"):
+        request["steps"] = _query_int(query, "steps")
+    if query.get("guidance_scale"):
+        text = query["guidance_scale"][-1]
+        try:
+            request["guidance_scale"] = float(text)
+        except ValueError:
+            raise BadRequest(f"guidance_scale must be a number, got {text!r}") from None
+    return request
 
 
 def make_handler(generator, max_images_json=MAX_IMAGES_JSON, max_images_png=MAX_IMAGES_PNG):
@@ -85,8 +100,14 @@ def make_handler(generator, max_images_json=MAX_IMAGES_JSON, max_images_png=MAX_
         if isinstance(n, int) and not isinstance(n, bool) and n > cap:
             raise BadRequest(f"n must be at most {cap} here, got {n}")
         labels = runtime.expand_labels(request.get("labels"), n) if isinstance(n, int) else None
+        options = {k: request[k] for k in DIFFUSION_FIELDS if request.get(k) is not None}
+        if options and not isinstance(generator, runtime.DiffusionGenerator):
+            raise BadRequest(
+                f"{sorted(options)} apply to diffusion artifacts only; this is a "
+                f"{generator.family} generator"
+            )
         try:
-            return generator.generate(n, labels=labels, seed=request.get("seed"))
+            return generator.generate(n, labels=labels, seed=request.get("seed"), **options)
         except ValueError as error:  # the runtime's input checks: the client's mistake
             raise BadRequest(str(error)) from None
 

@@ -162,7 +162,10 @@ def _sampler(source: str):
     from exporters.images import to_uint8
 
     model = keras.models.load_model(keras_file, compile=False)
-    return lambda n, labels=None, seed=None: to_uint8(model.sample(n, labels=labels, seed=seed))
+    def generate(n, labels=None, seed=None, **options):
+        return to_uint8(model.sample(n, labels=labels, seed=seed, **options))
+
+    return generate
 
 
 def command_sample(args) -> None:
@@ -170,7 +173,19 @@ def command_sample(args) -> None:
     from exporters.images import save_grid
 
     generate = _sampler(args.source)
-    images = generate(args.n, labels=runtime.expand_labels(args.labels, args.n), seed=args.seed)
+    options = {k: v for k, v in (("steps", args.steps), ("guidance_scale", args.guidance_scale))
+               if v is not None}
+    try:
+        images = generate(
+            args.n, labels=runtime.expand_labels(args.labels, args.n), seed=args.seed, **options
+        )
+    except TypeError as error:  # a GAN/VAE's generate or sample has no steps/guidance_scale
+        if not options or "unexpected keyword" not in str(error):
+            raise
+        raise CommandError(
+            f"{args.source} is not a diffusion model: --steps and --guidance-scale apply to "
+            "diffusion artifacts and runs only"
+        ) from None
     out = Path(args.out)
     if out.suffix not in (".png", ".npy"):
         raise CommandError(f"--out must end in .png or .npy, got {args.out!r}")
@@ -259,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive_int, default=64)
     p.add_argument("--labels", type=label_list)
     p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--steps", type=positive_int,
+                   help="diffusion only: sampling steps (default: the model's)")
+    p.add_argument("--guidance-scale", type=float,
+                   help="diffusion only: classifier-free guidance scale (default: the model's)")
     p.add_argument("--out", required=True, help="grid.png or samples.npy")
     p.set_defaults(handler=command_sample)
 
