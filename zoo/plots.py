@@ -137,6 +137,7 @@ def plot_loss_curves(history_path: Path, out_dir: Path) -> dict:
     """Every numeric column but `epoch` against the epoch; validation columns dashed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     history = read_history(history_path)
     epochs = history.pop("epoch", None)
@@ -149,6 +150,7 @@ def plot_loss_curves(history_path: Path, out_dir: Path) -> dict:
     for name, values in sorted(curves.items()):
         x = [e + 1 for e in epochs] if epochs else list(range(1, len(values) + 1))
         axes.plot(x, values, "--" if name.startswith("val_") else "-", marker=".", label=name)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss / metric")
     axes.set_title(f"training history ({history_path.name})")
