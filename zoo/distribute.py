@@ -243,8 +243,8 @@ def choose_jit_compile(setting="auto", strategy: tf.distribute.Strategy | None =
       the other replicas' variables (measured: MirroredStrategy + XLA fails on the SeedGenerator
       state "located in device CPU:1 from device CPU:0"), and Keras turns it off there too;
     - one replica on a CPU: off. Measured slower for the default DCGAN on MNIST, batch 64,
-      on a 2-core x86 CPU: 150 img/s with XLA vs 199 without, and 159 vs 260 in
-      tools/bench_scale.py (0.61x);
+      on a shared 2-core x86 CPU: 150 img/s with XLA vs 199 without, and 0.61x and 0.32x in
+      two runs of tools/bench_scale.py;
     - one replica on a GPU: on, as Keras' own "auto" does without a strategy: XLA fuses the
       many small element-wise ops of these networks into few kernels. Not yet measured here
       (no GPU in this project's CI): tools/gpu_check.sh measures XLA off and on for every
