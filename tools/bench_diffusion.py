@@ -145,15 +145,17 @@ def main():
 def markdown(result) -> str:
     t = result["training"]
     lines = [
-        f"cddpm on {result['dataset']} {tuple(result['image_shape'])}, "
-        f"{result['model']['parameters']:,} parameters, trained {t['train_seconds']} s "
-        f"({t['epochs']} epochs, {t['optimizer_steps']} steps, batch {t['batch_size']}) on "
-        f"{result['machine']['cpus']} CPU cores; schedule {result['model']['schedule']['kind']} "
-        f"T={result['model']['schedule']['timesteps']}. Samples from ONNX Runtime "
-        f"(runtime vs Keras max abs diff {result['runtime_vs_keras_max_abs_diff']:.1e}); "
-        f"classifier-FID against the train split (test split: "
-        f"{result['fid_floor_test_vs_train']:.2f}), classifier test accuracy "
-        f"{result['classifier']['test_accuracy']:.3f}.",
+        (
+            f"cddpm on {result['dataset']} {tuple(result['image_shape'])}, "
+            f"{result['model']['parameters']:,} parameters, trained {t['train_seconds']} s "
+            f"({t['epochs']} epochs, {t['optimizer_steps']} steps, batch {t['batch_size']}) on "
+            f"{result['machine']['cpus']} CPU cores; schedule {result['model']['schedule']['kind']} "
+            f"T={result['model']['schedule']['timesteps']}. Samples from ONNX Runtime "
+            f"(runtime vs Keras max abs diff {result['runtime_vs_keras_max_abs_diff']:.1e}); "
+            f"classifier-FID against the train split (test split: "
+            f"{result['fid_floor_test_vs_train']:.2f}), classifier test accuracy "
+            f"{result['classifier']['test_accuracy']:.3f}."
+        ),
         "",
         "| DDIM steps | guidance | classifier-FID | class consistency | ORT s / 100 images |",
         "|---:|---:|---:|---:|---:|",
