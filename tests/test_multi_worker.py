@@ -201,13 +201,15 @@ else:
         assert config["status"] == "finished" and config["workers"] == 2
         assert config["replicas"] == 2 and config["xla"]["enabled"] is False
         assert "worker 1 of 2: 2 replica(s)" in job.output
-        assert list(scratch.iterdir()) == []  # worker 1 wrote into its own folder, then removed it
+        assert list(scratch.glob("zoo-*")) == []  # worker 1 wrote into its own folder, removed it
         model = keras.models.load_model(run / "model.keras")
         assert model.sample(2, seed=0).shape == (2, 8, 8, 1)
 
     def test_a_killed_worker_and_a_restarted_job_resume_from_the_backup(jobs, tmp_path):
-        run, epochs = tmp_path / "run", 5
-        job = jobs(2, tiny_train(run, epochs))
+        run, epochs, scratch = tmp_path / "run", 5, tmp_path / "scratch"
+        scratch.mkdir()
+        env = {"TMPDIR": str(scratch)}
+        job = jobs(2, tiny_train(run, epochs), env=env)
         metadata = run / "backup" / "training_metadata.json"
         deadline = time.monotonic() + JOB_TIMEOUT_S
         while time.monotonic() < deadline and job.process.poll() is None:
@@ -222,7 +224,9 @@ else:
         finished = json.loads(metadata.read_text())["epoch"]
         assert 2 <= finished < epochs
 
-        again = jobs(2, tiny_train(run, epochs))
+        assert len(list(scratch.glob("zoo-*"))) == 1  # what killed worker 1 left in its folder
+
+        again = jobs(2, tiny_train(run, epochs), env=env)
         assert again.wait() == 0, again.output[-6000:]
         # Keras prints "Epoch k/N" from 1: the restarted job starts after the backed-up epochs
         started = re.findall(r"\[worker 0\] Epoch (\d+)/", again.output)
@@ -231,3 +235,4 @@ else:
         assert [row.split(",")[0] for row in rows[1:]] == [str(e) for e in range(epochs)]
         assert json.loads((run / "config.json").read_text())["status"] == "finished"
         assert not (run / "backup").exists()
+        assert list(scratch.glob("zoo-*")) == []  # the restarted worker 1 cleared and removed it
