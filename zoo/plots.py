@@ -82,8 +82,11 @@ def _save(images, path, columns):
 
 
 def plot_samples(model, out_dir: Path, n: int = 64, seed: int = 0) -> dict:
-    labels = np.arange(n) % model.num_classes if model.num_classes else None
+    """n samples; conditional models: one column per class, n rounded up to full rows."""
     columns = model.num_classes or None
+    if columns:
+        n = columns * math.ceil(n / columns)
+    labels = np.arange(n) % columns if columns else None
     return {
         "samples": _save(
             model.sample(n, labels=labels, seed=seed), out_dir / "samples.png", columns
