@@ -133,7 +133,7 @@ class _LastCallback(keras.callbacks.Callback):
 @pytest.mark.parametrize(
     "args, fragments",
     [
-        (["train", "foo"], ["unknown model 'foo'", "cgan, gan, vae"]),
+        (["train", "foo"], ["unknown model 'foo'; valid models:", "cgan", "vae"]),
         (["train", "gan", "--dataset", "nope"], ["unknown dataset 'nope'", "mnist5k, digits"]),
         (["train", "gan", "--epochs", "0"], ["--epochs", "positive integer, got 0"]),
         (["train", "gan", "--epochs", "-3"], ["--epochs", "positive integer, got -3"]),
