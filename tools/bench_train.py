@@ -4,7 +4,9 @@ For each family and replica count (1, and 2 logical devices of one CPU or 2 GPUs
 `steps` batches of `fit` and of the custom loop of the TensorFlow distributed-training guide
 (a tf.function step doing `strategy.run(model.train_step, ...)`, called for each batch of the
 distributed dataset), alternating `repeats` times, and reports the median images/s and their
-ratio (target: fit >= 0.97x bare). Writes JSON and a markdown table.
+ratio (target: fit >= 0.97x bare). With one replica it also times `fit` with XLA
+(`jit_compile=True`; XLA fails under MirroredStrategy, so not with 2). Writes JSON and a
+markdown table.
 
     python tools/bench_train.py --out bench-results/train.json [--families gan,cgan,vae]
 """
@@ -96,6 +98,11 @@ def main():
             images = args.steps * args.batch_size
             fit_ips = images / statistics.median(fit_times)
             bare_ips = images / statistics.median(bare_times)
+            xla_ips = None
+            if replicas == 1:
+                model.compile(jit_compile=True)
+                time_fit()  # compile
+                xla_ips = images / statistics.median(time_fit() for _ in range(args.repeats))
             row = {
                 "family": family,
                 "replicas": replicas,
@@ -103,6 +110,8 @@ def main():
                 "fit_images_per_s": round(fit_ips, 1),
                 "bare_images_per_s": round(bare_ips, 1),
                 "fit_over_bare": round(fit_ips / bare_ips, 3),
+                "fit_xla_images_per_s": None if xla_ips is None else round(xla_ips, 1),
+                "xla_over_no_xla": None if xla_ips is None else round(xla_ips / fit_ips, 3),
             }
             print(json.dumps(row), flush=True)
             results.append(row)
@@ -120,10 +129,14 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    table = ["| family | replicas | fit img/s | bare img/s | fit/bare |", "|---|---|---|---|---|"]
+    table = [
+        "| family | replicas | fit img/s | bare img/s | fit/bare | fit+XLA img/s | XLA/no XLA |",
+        "|---|---|---|---|---|---|---|",
+    ]
     table += [
         f"| {r['family']} | {r['replicas']} | {r['fit_images_per_s']} | "
-        f"{r['bare_images_per_s']} | {r['fit_over_bare']} |"
+        f"{r['bare_images_per_s']} | {r['fit_over_bare']} | "
+        f"{r['fit_xla_images_per_s'] or '-'} | {r['xla_over_no_xla'] or '-'} |"
         for r in results
     ]
     out.with_suffix(".md").write_text("\n".join(table) + "\n")
