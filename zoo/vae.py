@@ -13,7 +13,6 @@ from zoo.base import DEFAULT_SAMPLE_BATCH, GenerativeModel, check_labels, unpack
 from zoo.registry import register
 
 
-
 def _bernoulli_nll(images, params, gaussian_scale):
     del gaussian_scale
     return losses.bernoulli_reconstruction_loss(images, params)
