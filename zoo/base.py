@@ -22,6 +22,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# The TF-free runtime owns the sampling-input rules, so Keras and exported models agree.
+from exporters.runtime import check_labels  # noqa: F401  (re-exported for the families)
+from exporters.runtime import latents as runtime_latents
 from zoo import distribute
 
 DEFAULT_SAMPLE_BATCH = 256
@@ -29,40 +32,14 @@ log = logging.getLogger("zoo")
 
 
 def latent_normal(n: int, latent_dim: int, seed=None) -> np.ndarray:
-    """Standard-normal latents from numpy; `exporters.runtime` draws the same for a seed."""
-    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
+    """Standard-normal latents from numpy: the same draw as `exporters.runtime` for a seed."""
+    return runtime_latents(n, latent_dim, seed)
 
 
 def check_count(n, what: str = "n") -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise ValueError(f"{what} must be a positive integer, got {n!r}")
     return int(n)
-
-
-def check_labels(labels, n: int, num_classes: int) -> np.ndarray | None:
-    """Labels for `n` samples as int32, or a ValueError saying what was wrong and expected."""
-    if num_classes == 0:
-        if labels is not None:
-            raise ValueError(
-                "this model is unconditional (num_classes=0) and takes no labels, got labels"
-            )
-        return None
-    if labels is None:
-        raise ValueError(
-            f"this model is conditional: pass labels, {n} integers in [0, {num_classes})"
-        )
-    array = np.asarray(labels)
-    if array.ndim != 1 or array.shape[0] != n:
-        raise ValueError(f"expected {n} labels (one per sample), got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.integer):
-        if not (np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array))):
-            raise ValueError(f"labels must be integers, got {labels!r}")
-    bad = array[(array < 0) | (array >= num_classes)]
-    if bad.size:
-        raise ValueError(
-            f"labels must be in [0, {num_classes}), got {bad.tolist()[:5]} out of range"
-        )
-    return array.astype(np.int32)
 
 
 def check_image_shape(image_shape) -> tuple[int, int, int]:

@@ -310,7 +310,10 @@ def _fit(model, train_data, run_dir, work_dir, chief, resuming, config, callback
         keras.callbacks.TensorBoard(str(work_dir / "logs")),
         SampleGrid(work_dir / "grids", n=64 if not model.num_classes else 10 * model.num_classes),
     ]
-    history = model.fit(train_data, epochs=config["epochs"], callbacks=callbacks, verbose=verbose)
+    # shuffle=False: the dataset shuffles itself (Keras would warn that it ignores shuffle=True)
+    history = model.fit(
+        train_data, epochs=config["epochs"], callbacks=callbacks, verbose=verbose, shuffle=False
+    )
 
     temporary = work_dir / "model.tmp.keras"
     model.save(temporary)
