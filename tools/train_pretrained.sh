@@ -2,8 +2,9 @@
 # Reproduce the small pretrained runs in saved_models/{gan,cgan,vae}-mnist5k: train each on the
 # bundled real MNIST digits with a fixed seed, export ONNX + TFLite (verified against Keras), and
 # score them with `zoo eval`. Only export/, eval.json, config.json, history.csv and the last grid
-# are committed (see .gitignore). Refuses to touch a run folder that already exists.
-#   EPOCHS=20 bash tools/train_pretrained.sh
+# are committed (see .gitignore), and of export/ only the ONNX and batch-1 TFLite generators, to
+# keep the repository small. Refuses to touch a run folder that already exists.
+#   EPOCHS=20 [MODELS="gan cgan vae"] bash tools/train_pretrained.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -13,9 +14,9 @@ SEED=0
 declare -A MODEL_ARGS=(
   [gan]="--model-arg latent_dim=32 --model-arg base_filters=32"
   [cgan]="--model-arg latent_dim=32 --model-arg base_filters=32"
-  [vae]="--model-arg latent_dim=16 --model-arg base_filters=32"
+  [vae]="--model-arg latent_dim=16 --model-arg base_filters=16"
 )
-for model in gan cgan vae; do
+for model in ${MODELS:-gan cgan vae}; do
   out="saved_models/$model-mnist5k"
   if [ -e "$out" ]; then
     echo "$out exists; move it away to retrain it" >&2
