@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up .venv if needed, train a conditional GAN on the bundled real MNIST digits (about 3
+# Set up .venv if needed, train a conditional GAN on the bundled real MNIST digits (1-2
 # minutes on 2 CPU cores), and say where the sample grids are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
