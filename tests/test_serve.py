@@ -45,22 +45,23 @@ def call(address, method, path, body=None, headers=None, timeout=60):
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def cgan_server(exports):
-    srv = server.make_server(exports("cgan").path("generator.onnx"), "127.0.0.1", 0)
+def _running_server(artifact):
+    """A server on a free loopback port for the duration of a fixture."""
+    srv = server.make_server(artifact, "127.0.0.1", 0)
     srv.start_background()
     yield srv
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def cgan_server(exports):
+    yield from _running_server(exports("cgan").path("generator.onnx"))
 
 
 @pytest.fixture(scope="module")
 def gan_server(exports):
-    srv = server.make_server(exports("gan").path("generator-b1.tflite"), "127.0.0.1", 0)
-    srv.start_background()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    yield from _running_server(exports("gan").path("generator-b1.tflite"))
 
 
 def test_health_metadata_generate_and_png(cgan_server, exports):

@@ -292,7 +292,7 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--out", default="saved_models/bench-export")
+    parser.add_argument("--out", default="bench-results/export")
     parser.add_argument("--repeats-1", type=int, default=30)
     parser.add_argument("--repeats-256", type=int, default=5)
     parser.add_argument("--passes", type=int, default=2, help="rounds over all runtimes")
