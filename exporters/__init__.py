@@ -1,241 +1,55 @@
-"""Export trained generators to SavedModel, TFLite and ONNX, verified against Keras.
+"""Export trained generators and run them without TensorFlow.
 
-Importing this package loads no TensorFlow: `exporters.runtime` (and the server on it) must stay
-usable where TensorFlow is not installed, so `export` imports the format modules when called.
+Two tiers, told apart by where a module lives:
 
-    report = exporters.export(model, "saved_models/cgan-mnist5k")   # or a .keras path / run folder
+- the TF-free tier, the modules directly in `exporters/` (`sampling`, `images`, `manifest`,
+  `run_folder`, `diffusion_schedules`, `diffusion_samplers`, `diffusion_pipeline`, `runtime`,
+  `server`): numpy, ONNX Runtime, LiteRT, Pillow and the serving stack only. This is what
+  `pip install genzoo` gives; `zoo sample` / `zoo serve` on an artifact run on it alone.
+- the converters, `exporters/converters/` (SavedModel, TFLite, ONNX, verify, `export`): they
+  take a Keras generator, import the TF stack and the TF-free tier, and never import `zoo`.
+
+Importing this package loads no TensorFlow: `export` imports the converters when called.
+
+    report = exporters.export(model, "saved_models/cgan-mnist5k")
     g = exporters.runtime.load("saved_models/cgan-mnist5k/generator.onnx")
 """
 
 from __future__ import annotations
 
 import importlib
-import shutil
-import tempfile
-from pathlib import Path
 
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 DEFAULT_TFLITE_BATCH_SIZES = (1, 64)  # batch 1 for phones, 64 for grids; None = dynamic batch
 
-# format -> (module, function): every exporter is `export_<fmt>(network, filepath, **kwargs)`.
-EXPORTERS = {
-    "saved_model": ("exporters.saved_model", "export_saved_model"),
-    "tflite": ("exporters.tflite", "export_tflite"),
-    "onnx": ("exporters.onnx", "export_onnx"),
-}
-RUNTIMES = {"saved_model": "tensorflow", "tflite": "litert", "onnx": "onnxruntime"}
-# network role -> names of its outputs in every artifact (a generator's: see _generator_outputs)
-ROLE_OUTPUTS = {"encoder": ("z_mean", "z_log_var")}
+# Converter modules by the names they had before the converters moved to exporters/converters/
+# (`from exporters import onnx` keeps working); imported on first use, so TF loads only then.
+CONVERTER_MODULES = ("saved_model", "tflite", "onnx", "verify")
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "export", "export_format"]
 
 
+def export(model_or_path, out_dir, formats=FORMATS, quantize="none", **options) -> dict:
+    """`exporters.converters.export.export` (needs the TF stack: `pip install genzoo[train]`)."""
+    from exporters.converters.export import export as export_model
+
+    return export_model(model_or_path, out_dir, formats, quantize, **options)
+
+
 def export_format(fmt: str, network, filepath, **kwargs) -> dict:
-    """Run one format's exporter (imported on first use)."""
-    if fmt not in EXPORTERS:
-        raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    module, function = EXPORTERS[fmt]
-    return getattr(importlib.import_module(module), function)(network, filepath, **kwargs)
+    """One format's exporter on a Keras network (see `exporters.converters.export`)."""
+    from exporters.converters.export import export_format as export_one
+
+    return export_one(fmt, network, filepath, **kwargs)
 
 
-def _choices(value, valid, what) -> tuple[str, ...]:
-    """A tuple of valid names from "a,b" or a sequence, or a ValueError echoing the value."""
-    items = value.split(",") if isinstance(value, str) else value
+def __getattr__(name):
+    if name in CONVERTER_MODULES:
+        return importlib.import_module(f"exporters.converters.{name}")
     try:
-        items = tuple(dict.fromkeys(str(item).strip() for item in items))
-    except TypeError:
-        raise ValueError(f"{what} must be a name or a list of names, got {value!r}") from None
-    bad = [item for item in items if item not in valid]
-    if bad or not items:
-        raise ValueError(f"{what}={value!r}: {bad or 'nothing'} not in {', '.join(valid)}")
-    return items
-
-
-def _tflite_batches(value) -> tuple:
-    sizes = (value,) if value is None or isinstance(value, int) else tuple(value)
-    for size in sizes:
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-            raise ValueError(
-                f"tflite_batch_sizes must hold positive integers or None (dynamic), got {value!r}"
-            )
-    return tuple(dict.fromkeys(sizes))
-
-
-def _plans(formats, quantize, tflite_batch_sizes, roles):
-    """(file name, role, format, quantization, exporter kwargs) for every artifact to write."""
-    plans = []
-    for role in roles:
-        for fmt in formats:
-            if fmt == "saved_model":
-                plans.append((f"{role}_saved_model", role, fmt, "none", {}))
-            elif fmt == "onnx":
-                plans.append((f"{role}.onnx", role, fmt, "none", {}))
-            else:  # tflite: float32 always, quantized variants for the generator
-                quantizations = ("none", *[q for q in quantize if q != "none"])
-                for q in quantizations if role == "generator" else ("none",):
-                    sizes = tflite_batch_sizes if role == "generator" else tflite_batch_sizes[:1]
-                    for size in sizes:
-                        tag = "-".join(
-                            t for t in (role, None if q == "none" else q, f"b{size or 'N'}") if t
-                        )
-                        plans.append((f"{tag}.tflite", role, fmt, q,
-                                      {"quantize": q, "batch_size": size}))
-    return plans
-
-
-def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
-    """A fresh staging folder beside out_dir (same filesystem, so the final swap is a rename)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"{str(out_dir)!r} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{str(out_dir)!r} is not empty; pass overwrite=True to replace it, or choose "
-            "another folder"
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
-
-
-def _swap_in(staging: Path, out_dir: Path):
-    """Replace out_dir by staging; the old export is removed only once the new one is in place."""
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        out_dir.rename(old)
-    try:
-        staging.rename(out_dir)
-    except OSError:
-        if old is not None:
-            old.rename(out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def export(model_or_path, out_dir, formats=FORMATS, quantize="none", *, overwrite=False,
-           tflite_batch_sizes=DEFAULT_TFLITE_BATCH_SIZES, opset=None, optimize_onnx=True,
-           tolerances=None) -> dict:
-    """Export a model's generator (and a VAE's encoder), verify every artifact, write manifest.json.
-
-    model_or_path: a zoo model, a `.keras` file or a run folder holding `model.keras`.
-    formats: any of "saved_model", "tflite", "onnx" (a list or "a,b").
-    quantize: "none" | "fp16" | "dynamic" | "int8", or several: extra TFLite generator variants
-        next to the float32 ones (SavedModel and ONNX stay float32).
-    tflite_batch_sizes: static batch of each TFLite file; None gives a dynamic-batch file.
-    overwrite: replace a non-empty out_dir. The export is built in a staging folder and swapped
-        in at the end, so a failed export leaves the previous one untouched.
-    tolerances: {quantization: max abs diff} overrides for verify.TOLERANCES.
-    Returns the manifest (plus "out_dir" and "manifest_path"); raises if any artifact fails.
-    """
-    formats = _choices(formats, FORMATS, "formats")
-    quantize = _choices(quantize, QUANTIZATIONS, "quantize")
-    tflite_batch_sizes = _tflite_batches(tflite_batch_sizes)
-    tolerances = dict(tolerances or {})
-    out_dir = Path(out_dir)
-
-    staging = _prepare_out_dir(out_dir, overwrite)  # refuse before any heavy work
-    try:
-        return _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_sizes,
-                       opset, optimize_onnx, tolerances)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_sizes, opset,
-            optimize_onnx, tolerances) -> dict:
-    from exporters import manifest as manifest_lib
-    from exporters import saved_model, tflite, verify
-
-    model = saved_model.load_model(model_or_path)
-    fields = manifest_lib.model_fields(
-        model.family, model.latent_dim, model.num_classes, model.image_shape
-    )
-    networks = {"generator": saved_model.float32_network(model.generator)}
-    if getattr(model, "encoder", None) is not None:
-        networks["encoder"] = saved_model.float32_network(model.encoder)
-    outputs = {"generator": _generator_outputs(model), **ROLE_OUTPUTS}
-    references = {
-        role: verify.KerasReference(network, outputs[role], _input_maker(model, role, network))
-        for role, network in networks.items()
-    }
-    fields["generator_output"] = getattr(model, "generator_output", "image")
-    if hasattr(model, "schedule_config"):  # a diffusion denoiser: what a sampling loop needs
-        fields["schedule"] = model.schedule_config()
-    options = {"opset": opset or _default_opset(), "optimize": bool(optimize_onnx)}
-    artifacts = {}
-    for name, role, fmt, quantization, kwargs in _plans(
-        formats, quantize, tflite_batch_sizes, networks
-    ):
-        kwargs = {**kwargs, "output_names": outputs[role]}
-        if fmt == "onnx":
-            kwargs.update(options)
-        if fmt == "tflite" and quantization == "int8":
-            kwargs["representative_data"] = tflite.representative_data(
-                references[role].make_inputs
-            )
-        info = export_format(fmt, networks[role], staging / name, **kwargs)
-        check = verify.verify_artifact(
-            staging / name, fmt, references[role], quantization,
-            tolerance=tolerances.get(quantization),
-        )
-        artifacts[name] = {
-            "file": name, "role": role, "format": fmt, "runtime": RUNTIMES[fmt],
-            "quantization": quantization, **info,
-            **manifest_lib.digest(staging / name), "verification": check,
-        }
-    manifest = manifest_lib.build(
-        fields, artifacts, quantize,
-        {"formats": list(formats), "tflite_batch_sizes": list(tflite_batch_sizes),
-         "float32_export": True, **options},
-    )
-    manifest_lib.write(staging, manifest)
-    _swap_in(staging, out_dir)
-    return {**manifest, "out_dir": str(out_dir),
-            "manifest_path": str(out_dir / manifest_lib.MANIFEST_NAME)}
-
-
-def _generator_outputs(model) -> tuple[str, ...]:
-    """("images",) for an image generator; a diffusion denoiser's output is its prediction."""
-    kind = getattr(model, "generator_output", "image")
-    return ("images",) if kind == "image" else (str(kind),)
-
-
-def _input_maker(model, role, network):
-    """make_inputs(n, seed=None) -> {input name: array}: the model's own example inputs for its
-    generator when it has them (diffusion denoisers take x_t, t), else latents/labels/images."""
-    import numpy as np
-
-    from exporters.runtime import latents
-
-    def default_inputs(n, seed):
-        rng = np.random.default_rng(seed)
-        values = []
-        for i, tensor in enumerate(network.inputs):
-            if "int" in str(tensor.dtype):
-                values.append((np.arange(n) % max(model.num_classes, 1)).astype(np.int32))
-            elif role == "generator" and i == 0:
-                values.append(latents(n, model.latent_dim, seed))
-            else:
-                shape = (n, *tensor.shape[1:])
-                values.append(rng.uniform(-1, 1, shape).astype(np.float32))
-        return values
-
-    def make_inputs(n, seed=None):
-        seed = 1000 + n if seed is None else seed
-        if role == "generator" and hasattr(model, "example_generator_inputs"):
-            values = model.example_generator_inputs(n, seed=seed)
-        else:
-            values = default_inputs(n, seed)
-        values = values if isinstance(values, (list, tuple)) else [values]
-        return {t.name: np.asarray(v) for t, v in zip(network.inputs, values)}
-
-    return make_inputs
-
-
-def _default_opset() -> int:
-    from exporters.onnx import DEFAULT_OPSET
-
-    return DEFAULT_OPSET
+        return importlib.import_module(f"exporters.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"exporters.{name}":
+            raise
+        raise AttributeError(f"module 'exporters' has no attribute {name!r}") from None

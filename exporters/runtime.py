@@ -29,8 +29,18 @@ import numpy as np
 
 from exporters import manifest as manifest_lib
 from exporters.images import to_uint8
+from exporters.sampling import (  # noqa: F401  (runtime.check_labels etc. stay importable)
+    MAX_IMAGES,
+    check_count,
+    check_labels,
+    check_number,
+    check_seed,
+    check_steps,
+    expand_labels,
+    latents,
+    short_repr,
+)
 
-MAX_IMAGES = 4096
 MIN_CHUNK = 16
 # chunks per worker: more, smaller chunks balance the load when a worker is descheduled
 CHUNKS_PER_THREAD = 4
@@ -153,73 +163,6 @@ def _spec(name, dtype, shape) -> dict:
 BACKENDS = {".onnx": OnnxBackend, ".tflite": LiteRTBackend}
 
 
-# ---- input checks (the same rules as zoo.base.check_count / check_labels) ---------------------
-def check_count(n, max_images: int = MAX_IMAGES, what: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"{what} must be a positive integer, got {n!r}")
-    if n > max_images:
-        raise ValueError(f"{what} must be at most {max_images}, got {n!r}")
-    return int(n)
-
-
-def check_seed(seed):
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or null, got {seed!r}")
-    return int(seed)
-
-
-def check_labels(labels, n: int, num_classes: int):
-    """int32 labels, one per image, or a ValueError saying what was wrong and what is expected."""
-    if num_classes == 0:
-        if labels is not None:
-            raise ValueError("this model is unconditional (num_classes=0) and takes no labels")
-        return None
-    if labels is None:
-        raise ValueError(
-            f"this model is conditional: pass labels, {n} integers in [0, {num_classes})"
-        )
-    if isinstance(labels, (str, bytes)):
-        raise ValueError(f"labels must be integers, got {labels!r}")  # noqa: TRY004
-    try:
-        array = np.asarray(labels)
-    except (ValueError, TypeError):
-        raise ValueError(f"labels must be a flat list of integers, got {labels!r}") from None
-    if array.ndim != 1 or array.shape[0] != n:
-        raise ValueError(f"expected {n} labels (one per image), got shape {array.shape}")
-    if array.dtype == bool or not (
-        np.issubdtype(array.dtype, np.integer)
-        or (np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array)))
-    ):
-        raise ValueError(f"labels must be integers, got {_short(labels)}")
-    bad = array[(array < 0) | (array >= num_classes)]
-    if bad.size:
-        raise ValueError(
-            f"labels must be in [0, {num_classes}), got {bad.tolist()[:5]} out of range"
-        )
-    return array.astype(np.int32)
-
-
-def expand_labels(labels, n: int):
-    """One label for every image (`--labels 3`, `?labels=3`) -> n copies; anything else as is."""
-    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
-        return [int(labels)] * n
-    if isinstance(labels, (list, tuple)) and len(labels) == 1 and n > 1:
-        return list(labels) * n
-    return labels
-
-
-def _short(value, limit=80):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def latents(n: int, latent_dim: int, seed=None) -> np.ndarray:
-    """The same draw as zoo.base.latent_normal, so runtime and model.sample agree for a seed."""
-    return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
-
-
 # ---- loading ----------------------------------------------------------------------------------
 class Generator:
     """An exported generator: `generate(n, labels=None, seed=None)` -> uint8 (n, H, W, C)."""
@@ -282,26 +225,6 @@ class Generator:
     def generate(self, n, labels=None, seed=None, batch_size=None) -> np.ndarray:
         """uint8 NHWC images; the same seed (and labels) gives the images `model.sample` gives."""
         return to_uint8(self.generate_float(n, labels, seed, batch_size))
-
-
-def check_steps(steps, timesteps: int) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if steps > timesteps:
-        raise ValueError(
-            f"steps must be at most {timesteps} (the schedule's timesteps), got {steps!r}"
-        )
-    return int(steps)
-
-
-def check_number(value, what: str, low=None, high=None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or (
-        not np.isfinite(value)
-    ):
-        raise ValueError(f"{what} must be a finite number, got {_short(value)}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{what} must be in [{low}, {high}], got {value!r}")
-    return float(value)
 
 
 class DiffusionGenerator(Generator):
@@ -374,7 +297,7 @@ class DiffusionGenerator(Generator):
         kind = self.default_sampler if sampler is None else sampler
         if kind not in self.samplers_lib.SAMPLERS:
             raise ValueError(
-                f"sampler must be one of {sorted(self.samplers_lib.SAMPLERS)}, got {_short(kind)}"
+                f"sampler must be one of {sorted(self.samplers_lib.SAMPLERS)}, got {short_repr(kind)}"
             )
         steps = self.default_steps if steps is None else steps
         options = {

@@ -21,7 +21,8 @@ from export_fixtures import (
 
 import exporters
 from exporters import manifest as manifest_lib
-from exporters import runtime, verify
+from exporters import runtime
+from exporters.converters import verify
 from exporters.images import to_uint8
 
 FLOAT32_TOLERANCE = 1e-4
@@ -149,7 +150,7 @@ def test_vae_encoder_artifacts_match_keras(exports):
 def test_onnx_rewrites_for_onnxruntime_are_exact(tmp_path, family, expected):
     import onnx
 
-    from exporters.onnx import (
+    from exporters.converters.onnx import (
         _max_graph_diff,
         export_onnx,
         optimize_for_onnxruntime,
@@ -191,7 +192,7 @@ def test_interleave_folded_into_the_next_transposed_conv_is_exact(block, stride,
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from exporters.onnx import optimize_for_onnxruntime
+    from exporters.converters.onnx import optimize_for_onnxruntime
 
     rng = np.random.default_rng(block * 10 + kernel)
     channels = 4
@@ -224,7 +225,7 @@ def test_few_channel_conv_as_transpose_is_exact(out_channels, kernel, pads):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from exporters.onnx import optimize_for_onnxruntime
+    from exporters.converters.onnx import optimize_for_onnxruntime
 
     rng = np.random.default_rng(out_channels)
     constants = [
@@ -258,7 +259,7 @@ def test_phase_rewrite_equals_convtranspose(kernel, stride, pads, channels):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from exporters.onnx import optimize_for_onnxruntime
+    from exporters.converters.onnx import optimize_for_onnxruntime
 
     rng = np.random.default_rng(kernel * 10 + stride)
     weight = rng.standard_normal((6, channels, kernel, kernel)).astype(np.float32)
@@ -296,7 +297,7 @@ def test_phase_rewrite_equals_convtranspose(kernel, stride, pads, channels):
 
 # ---- options, inputs and folders ----------------------------------------------------------------
 def test_dynamic_batch_tflite_and_the_resize_limitation(tmp_path):
-    from exporters import tflite
+    from exporters.converters import tflite
 
     model = build_tiny("gan")
     info = tflite.export_tflite(model.generator, tmp_path / "g.tflite", batch_size=None)

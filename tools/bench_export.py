@@ -152,7 +152,7 @@ def build(family, fit_steps):
 def prepare(family, out_root, args):
     """Export the family, and write what the children need beside it."""
     import exporters
-    from exporters.onnx import export_onnx
+    from exporters.converters.onnx import export_onnx
 
     model = build(family, args.fit_steps)
     folder, scratch = out_root / "artifacts" / family, out_root / "scratch" / family

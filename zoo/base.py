@@ -22,24 +22,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# The TF-free runtime owns the sampling-input rules, so Keras and exported models agree.
-from exporters.runtime import check_labels  # noqa: F401  (re-exported for the families)
-from exporters.runtime import latents as runtime_latents
+# The TF-free tier owns the sampling-input rules, so Keras and exported models agree.
+from exporters.sampling import check_count as check_sample_count
+from exporters.sampling import check_labels  # noqa: F401  (re-exported for the families)
+from exporters.sampling import latents as latent_normal
 from zoo import distribute
 
 DEFAULT_SAMPLE_BATCH = 256
 log = logging.getLogger("zoo")
 
 
-def latent_normal(n: int, latent_dim: int, seed=None) -> np.ndarray:
-    """Standard-normal latents from numpy: the same draw as `exporters.runtime` for a seed."""
-    return runtime_latents(n, latent_dim, seed)
-
-
 def check_count(n, what: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"{what} must be a positive integer, got {n!r}")
-    return int(n)
+    """A positive int, no upper cap (Keras sampling runs in batches): the runtime's rule."""
+    return check_sample_count(n, None, what)
 
 
 def check_image_shape(image_shape) -> tuple[int, int, int]:

@@ -14,6 +14,25 @@ def _load_families() -> None:
         importlib.import_module(module)
 
 
+def register_all() -> None:
+    """Import every family so each is registered with Keras (for `keras.models.load_model`).
+
+    `import zoo` calls this once Keras is imported. When that Keras import came from inside a
+    family module's own import (`from zoo import gan` as the first thing), a family that needs
+    the half-imported module cannot load yet: it is left to `_load_families`, which every
+    registry call runs again.
+    """
+    import sys
+
+    inside_family_import = any(module in sys.modules for module in FAMILY_MODULES)
+    for module in FAMILY_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            if not inside_family_import:
+                raise
+
+
 def register(name: str):
     """Class decorator: make a family buildable by `name` (also its `family` attribute)."""
 

@@ -21,16 +21,17 @@ FLOAT32 = "float32"
 
 # ---- the model ---------------------------------------------------------------------------
 def load_model(model_or_path):
-    """A zoo model, or one loaded from a `.keras` file or a run folder holding `model.keras`.
+    """A model object as given, or one loaded from a `.keras` file or a run folder's model.keras.
 
-    zoo is imported here (not at module level) so its classes are registered with Keras before
-    `load_model`, while `exporters` itself stays usable on any object with a `.generator`.
+    The converters never import `zoo`: a `.keras` file of a zoo family loads once its classes
+    are registered with Keras, which `import zoo` does (the CLI and `zoo.train` have). Without
+    that, the error says so instead of Keras' "could not locate class".
     """
     if not isinstance(model_or_path, (str, Path)):
         if getattr(model_or_path, "generator", None) is None:
             raise TypeError(
-                "export takes a zoo model (with a .generator) or a path to a .keras file or run "
-                f"folder, got {type(model_or_path).__name__}"
+                "export takes a model with a .generator (a zoo model) or a path to a .keras file "
+                f"or run folder, got {type(model_or_path).__name__}"
             )
         return model_or_path
     path = Path(model_or_path)
@@ -41,10 +42,15 @@ def load_model(model_or_path):
             f"no .keras model at {str(model_or_path)!r} (pass a .keras file or a run folder "
             "holding model.keras)"
         )
-    import zoo  # noqa: F401  (registers the zoo classes for deserialization)
-
     try:
         return keras.models.load_model(path, compile=False)
+    except TypeError as error:
+        if "Could not locate class" not in str(error):
+            raise ValueError(f"could not load {str(path)!r} as a Keras model: {error}") from error
+        raise ValueError(
+            f"{str(path)!r} holds a class Keras does not know yet; `import zoo` before exporting "
+            f"a zoo model from its file ({str(error).splitlines()[0]})"
+        ) from error
     except Exception as error:  # a corrupt or foreign file: say which, keep the cause
         raise ValueError(f"could not load {str(path)!r} as a Keras model: {error}") from error
 

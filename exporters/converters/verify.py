@@ -23,7 +23,7 @@ class VerificationError(ValueError):
 
 
 def _saved_model_backend(path):
-    from exporters.saved_model import SavedModelBackend
+    from exporters.converters.saved_model import SavedModelBackend
 
     return SavedModelBackend(path)
 

@@ -42,7 +42,7 @@ def export_onnx(network, filepath, opset: int = DEFAULT_OPSET, optimize: bool = 
     import onnx
     import tf2onnx
 
-    from exporters.saved_model import describe_specs, serving_function
+    from exporters.converters.saved_model import describe_specs, serving_function
 
     if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 21:
         raise ValueError(f"opset must be an integer in [13, 21], got {opset!r}")

@@ -62,7 +62,7 @@ def export_tflite(network, filepath, quantize: str = "none", batch_size=1, repre
     """
     import tensorflow as tf
 
-    from exporters.saved_model import SIGNATURE, export_saved_model
+    from exporters.converters.saved_model import SIGNATURE, export_saved_model
 
     if quantize not in QUANTIZERS:
         raise ValueError(f"quantize={quantize!r} is not one of {sorted(QUANTIZERS)}")
