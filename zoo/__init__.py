@@ -11,8 +11,6 @@ composition layer (`cli`, `train`) calls the converters, through `exporters.expo
 """
 
 import importlib
-import importlib.abc
-import importlib.util
 import sys
 
 __version__ = "0.1.0"
@@ -47,27 +45,14 @@ def _register_families() -> None:
     registry.register_all()
 
 
-class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
-    """Registers the families once `keras` has been imported (by anyone, at any time)."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "keras":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_and_register(module):
-            exec_module(module)
-            _register_families()
-
-        spec.loader.exec_module = exec_and_register
-        return spec
+def _register_after(exec_module, module) -> None:
+    exec_module(module)
+    _register_families()
 
 
 if "keras" in sys.modules:
     _register_families()
-elif importlib.util.find_spec("keras") is not None:
-    sys.meta_path.insert(0, _RegisterAfterKeras())
+else:
+    from zoo.import_hooks import around_first_import
+
+    around_first_import("keras", _register_after)

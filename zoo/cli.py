@@ -1,19 +1,26 @@
 """The `zoo` command line: list, train, export, sample, eval, plot, serve.
 
+The composition layer: the only part of zoo, with `zoo.train`, that calls the converters.
 Bad input ends with one line on stderr (`zoo: error: ...`) and exit status 2, never a traceback.
-Heavy imports (TensorFlow) happen inside the commands, after the arguments are checked.
+This module imports no TensorFlow: each command imports what it needs, so `zoo --help`,
+`zoo sample` and `zoo serve` on an artifact never load it. Where a command does load it,
+TensorFlow's start-up lines are silenced unless `--tf-logs` or ZOO_TF_LOGS=1 asks for them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
-QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+from exporters import FORMATS as EXPORT_FORMATS
+from exporters import QUANTIZATIONS
+from zoo.import_hooks import around_first_import
+
 STRATEGY_NAMES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 JIT_CHOICES = ("auto", "on", "off")
@@ -225,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="zoo", description="genzoo: train, export, sample, evaluate and serve image generators."
     )
+    parser.add_argument(
+        "--tf-logs", action="store_true",
+        help="show TensorFlow's own start-up and C++ log lines (also: ZOO_TF_LOGS=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("list", help="models, datasets, export formats")
@@ -300,9 +311,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def stderr_captured():
+    """Send file descriptor 2 (C++ logs included) to a temporary file; replay it on error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _import_quietly(exec_module, module) -> None:
+    with stderr_captured():
+        exec_module(module)
+
+
+def quiet_tensorflow(show_logs: bool) -> None:
+    """Unless `show_logs`: TensorFlow's C++ logs off (level 3 hides the cuInit and grappler
+    "remapper failed" E-lines of every training run), and the lines it prints while importing,
+    before its log level applies, captured. Nothing is imported here."""
+    if show_logs:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    around_first_import("tensorflow", _import_quietly)
+
+
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    quiet_tensorflow(args.tf_logs or os.environ.get("ZOO_TF_LOGS", "") not in ("", "0"))
     try:
         args.handler(args)
     except (CommandError, ValueError, OSError) as error:
