@@ -47,7 +47,7 @@ ARTIFACTS = {"saved_model": "generator_saved_model", "ort-rewritten": "generator
 
 # ---- the child: time the runtimes of one group ---------------------------------------------------
 def feeds_for(manifest, n):
-    from exporters.runtime import latents
+    from exporters.sampling import latents
 
     feeds = {"z": latents(n, manifest["latent_dim"], seed=n)}
     if manifest["num_classes"]:

@@ -204,7 +204,7 @@ def _input_maker(model, role, network):
     generator when it has them (diffusion denoisers take x_t, t), else latents/labels/images."""
     import numpy as np
 
-    from exporters.runtime import latents
+    from exporters.sampling import latents
 
     def default_inputs(n, seed):
         rng = np.random.default_rng(seed)
