@@ -1,52 +1,156 @@
 """`zoo serve`: an HTTP service on an exported generator (ONNX Runtime or LiteRT, no TensorFlow).
 
+Starlette on uvicorn (ASGI): small, TF-free, widely deployed; uvicorn brings `--workers N`
+processes, keep-alive, graceful shutdown and a bounded number of connections.
+
+genzoo's own API (clients rely on these JSON shapes):
+
     GET  /health                                  -> {"status": "ok"}
     GET  /v1/metadata                             -> the manifest's model fields + artifact info
     POST /v1/generate   {"n": 4, "labels": [0, 1, 2, 3], "seed": 1}
-                                                  -> {"images": nested uint8 lists, "shape": [...]}
+                                                  -> {"images": nested uint8 lists, "shape": [...],
+                                                      "dtype": "uint8"}
+         with `Accept: application/octet-stream`  -> raw uint8 NHWC bytes, shape in X-Shape
+         with `Accept: application/x-npy`         -> a .npy file
     GET  /v1/generate.png?n=16&seed=2&labels=1,2  -> a PNG grid
 
-A diffusion artifact (its denoiser, sampled by the runtime's DDIM/DDPM loop) also takes
-"steps" and "guidance_scale" (JSON fields or query parameters; default: the manifest's);
-/v1/metadata then has "sampling" with the defaults and the schedule's timesteps (max steps).
+The Open Inference Protocol (KServe v2 / Triton HTTP, JSON and binary tensors), on the
+artifact's own tensors (`z` FP32 [n, latent_dim], `label` INT32 [n] -> `images` FP32 NHWC):
 
-Standard library only (http.server.ThreadingHTTPServer: one thread per request; the ONNX
-session is thread-safe, a LiteRT interpreter is locked by its backend). Bad requests answer 4xx
-with {"error": message}; n is capped (JSON images are large); the request body is size-capped.
+    GET  /v2  /v2/health/live  /v2/health/ready  /v2/models/{name}[/versions/1][/ready]
+    POST /v2/models/{name}[/versions/1]/infer
+
+plus GET /openapi.json and GET /docs (a page rendered here from it, nothing fetched online).
+
+A diffusion artifact also takes "steps" and "guidance_scale" on /v1 (JSON fields or query
+parameters; default: the manifest's) and on /v2 its sampler settings (steps, eta,
+guidance_scale, sampler, seed) as request parameters, with `z` as the starting noise x_T.
+
+Dynamic batching (exporters.batching): concurrent requests to an image generator are merged
+into one runtime call (up to max_batch rows, waiting at most max_delay) and split back; each
+request's latents come from its own seed, so batching never changes a request's images. A full
+queue answers 503 with Retry-After. Diffusion requests run one by one on a bounded thread pool.
+
+Limits: request bodies (Content-Length or chunked) above max_body_bytes get 413; a body not
+received within body_timeout gets 408; a connection whose request headers do not arrive within
+header_timeout is closed; at most max_connections connections (more get 503). Bad requests
+answer 4xx with {"error": message}, and nothing is ever written next to the artifact.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
+import logging
+import math
+import os
+import socket
+import sys
 import threading
+import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from importlib import metadata as importlib_metadata
+from urllib.parse import parse_qs
+
+import anyio
+import h11
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from exporters import runtime
-from exporters.images import make_grid, png_bytes
+from exporters.batching import DynamicBatcher, QueueFull
+from exporters.images import make_grid, png_bytes, to_uint8
+from exporters.sampling import check_count, check_labels, check_seed, expand_labels, latents
 
 MAX_IMAGES_JSON = 256
 MAX_IMAGES_PNG = 1024
-MAX_BODY_BYTES = 64 * 1024
-DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
+MAX_IMAGES_V2 = 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
 REQUEST_FIELDS = ("n", "labels", "seed", "steps", "guidance_scale")
 DIFFUSION_FIELDS = ("steps", "guidance_scale")
+V2_DIFFUSION_PARAMETERS = ("steps", "eta", "guidance_scale", "sampler", "seed")
+# request parameters a Triton client may send that do not change the result here
+V2_IGNORED_PARAMETERS = ("binary_data_output", "priority", "timeout", "sequence_id",
+                         "sequence_start", "sequence_end")
+V2_DATATYPES = {"float32": "FP32", "int32": "INT32", "int64": "INT64", "uint8": "UINT8"}
+V2_NUMPY = {v: np.dtype(k) for k, v in V2_DATATYPES.items()}
+PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tflite"}
+MODEL_VERSION = "1"
+SETTINGS_ENV = "GENZOO_SERVE_SETTINGS"
+ACCESS_LOG = logging.getLogger("genzoo.access")
+COMPACT_TYPES = {"application/octet-stream": "raw", "application/x-npy": "npy"}
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything `zoo serve` can tune (all but the artifact have defaults)."""
+
+    model_name: str = "generator"
+    max_images_json: int = MAX_IMAGES_JSON
+    max_images_png: int = MAX_IMAGES_PNG
+    max_images_v2: int = MAX_IMAGES_V2
+    max_body_bytes: int = MAX_BODY_BYTES
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive: int = 5
+    max_connections: int = 512
+    max_batch: int = 256
+    max_delay: float = 0.005
+    max_queue: int = 4096
+    batch_inflight: int = 1
+    cors_origin: str | None = None
+    access_log: bool = False
+
+    def __post_init__(self):
+        for name in ("max_images_json", "max_images_png", "max_images_v2", "max_body_bytes",
+                     "keep_alive", "max_connections", "max_batch", "max_queue", "batch_inflight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not self.model_name or "/" in self.model_name:
+            raise ValueError(f"model_name must be a non-empty name without '/', "
+                             f"got {self.model_name!r}")
+        if self.cors_origin is not None and not self.cors_origin.strip():
+            raise ValueError(f"cors_origin must be an origin like https://example.com, "
+                             f"got {self.cors_origin!r}")
 
 
 class BadRequest(ValueError):
     """A client error: answered with its status and message, never as a server error."""
 
-    def __init__(self, message, status=HTTPStatus.BAD_REQUEST):
+    def __init__(self, message, status=HTTPStatus.BAD_REQUEST, headers=None):
         super().__init__(message)
-        self.status = status
+        self.status = int(status)
+        self.headers = headers
 
 
+def error_response(message, status, headers=None) -> JSONResponse:
+    return JSONResponse({"error": str(message)}, int(status), headers=headers)
+
+
+def _short(value, limit=80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---- request parsing (/v1) --------------------------------------------------------------------
 def _parse_json_request(body: bytes) -> dict:
     try:
         request = json.loads(body.decode("utf-8") or "null")
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequest(f"body is not valid JSON: {error}") from None
+        raise BadRequest(f"body is not valid JSON: {error} (got {body[:80]!r})") from None
     if not isinstance(request, dict):
         raise BadRequest(
             f"body must be a JSON object like {{\"n\": 4, \"seed\": 1}}, got {body[:80]!r}"
@@ -92,161 +196,803 @@ def _parse_png_request(query_string: str) -> dict:
     return request
 
 
-def make_handler(generator, max_images_json=MAX_IMAGES_JSON, max_images_png=MAX_IMAGES_PNG):
-    """A request handler class bound to one loaded generator."""
+def _compact_kind(request: Request) -> str:
+    """'json' (default), 'raw' or 'npy' from the Accept header."""
+    accept = request.headers.get("accept", "")
+    for item in accept.split(","):
+        kind = COMPACT_TYPES.get(item.split(";")[0].strip().lower())
+        if kind:
+            return kind
+    return "json"
 
-    def generate(request, cap):
+
+def images_response(images: np.ndarray, kind: str) -> Response:
+    shape = ",".join(map(str, images.shape))
+    headers = {"X-Shape": shape, "X-Dtype": str(images.dtype)}
+    if kind == "raw":
+        return Response(np.ascontiguousarray(images).tobytes(),
+                        media_type="application/octet-stream", headers=headers)
+    if kind == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, images, allow_pickle=False)
+        return Response(buffer.getvalue(), media_type="application/x-npy", headers=headers)
+    payload = {"images": images.tolist(), "shape": list(images.shape), "dtype": str(images.dtype)}
+    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+
+
+# ---- the body, read with a size limit and a time limit ---------------------------------------
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole body (Content-Length or chunked), or 411/413/408 as BadRequest."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise BadRequest(f"bad Content-Length {length!r}") from None
+        if declared > limit:
+            raise BadRequest(f"body must be at most {limit} bytes, got Content-Length {declared}",
+                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"Connection": "close"})
+    chunks, size = [], 0
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BadRequest(f"body must be at most {limit} bytes, got more than {limit}",
+                                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"Connection": "close"})
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BadRequest(f"request body not received within {timeout:g} s (got {size} bytes)",
+                         HTTPStatus.REQUEST_TIMEOUT, {"Connection": "close"}) from None
+    return b"".join(chunks)
+
+
+# ---- the service ------------------------------------------------------------------------------
+class GeneratorService:
+    """One loaded generator behind /v1 and /v2: input checks, batching, output encoding."""
+
+    def __init__(self, generator, settings: Settings):
+        self.generator = generator
+        self.settings = settings
+        self.diffusion = isinstance(generator, runtime.DiffusionGenerator)
+        self.max_images_png = min(settings.max_images_png, generator.max_images)
+        self.max_images_json = min(settings.max_images_json, generator.max_images)
+        self.max_images_v2 = min(settings.max_images_v2, generator.max_images)
+        self.batcher = DynamicBatcher(
+            generator.backend.run, max_batch=settings.max_batch, max_delay=settings.max_delay,
+            max_queue=settings.max_queue, max_inflight=settings.batch_inflight,
+        )
+        # diffusion requests (a whole sampling loop each) run here, a bounded number at a time
+        self.limiter = anyio.CapacityLimiter(max(1, settings.batch_inflight))
+        self.waiting = 0
+        entry = generator.entry
+        self.inputs = [dict(spec) for spec in entry["inputs"]]
+        self.outputs = [dict(spec) for spec in entry["outputs"]]
+        if self.diffusion:  # the pipeline's tensors: starting noise (+ labels) -> images
+            self.inputs = [{"name": "z", "dtype": "float32", "shape": [None, generator.latent_dim]}]
+            if generator.num_classes:
+                self.inputs.append({"name": "label", "dtype": "int32", "shape": [None]})
+            self.outputs = [{"name": "images", "dtype": "float32",
+                             "shape": [None, *generator.image_shape]}]
+
+    # -- running ------------------------------------------------------------------------------
+    async def run_blocking(self, function, *args):
+        """A diffusion call on the bounded pool; 503 when too many already wait."""
+        if self.waiting >= self.settings.max_queue:
+            raise BadRequest("too many requests waiting; retry shortly",
+                             HTTPStatus.SERVICE_UNAVAILABLE, {"Retry-After": "1"})
+        self.waiting += 1
+        try:
+            return await anyio.to_thread.run_sync(function, *args, limiter=self.limiter)
+        finally:
+            self.waiting -= 1
+
+    async def run_feeds(self, feeds: dict) -> dict:
+        try:
+            return await self.batcher.submit(feeds)
+        except QueueFull as error:
+            raise BadRequest(str(error), HTTPStatus.SERVICE_UNAVAILABLE,
+                             {"Retry-After": "1"}) from None
+
+    async def generate(self, request: dict, cap: int) -> np.ndarray:
+        """uint8 images for a /v1 request (checked as the runtime checks them)."""
+        generator = self.generator
         n = request.get("n", 1)
         if isinstance(n, int) and not isinstance(n, bool) and n > cap:
             raise BadRequest(f"n must be at most {cap} here, got {n}")
-        labels = runtime.expand_labels(request.get("labels"), n) if isinstance(n, int) else None
         options = {k: request[k] for k in DIFFUSION_FIELDS if request.get(k) is not None}
-        if options and not isinstance(generator, runtime.DiffusionGenerator):
+        if options and not self.diffusion:
             raise BadRequest(
                 f"{sorted(options)} apply to diffusion artifacts only; this is a "
                 f"{generator.family} generator"
             )
         try:
-            return generator.generate(n, labels=labels, seed=request.get("seed"), **options)
+            labels = expand_labels(request.get("labels"), n) if isinstance(n, int) else None
+            n = check_count(n, cap)
+            labels = check_labels(labels, n, generator.num_classes)
+            seed = check_seed(request.get("seed"))
+            if self.diffusion:
+                # the runtime checks steps/guidance first thing, before any work
+                return await self.run_blocking(
+                    lambda: generator.generate(n, labels=labels, seed=seed, **options)
+                )
+            feeds = {generator.z_name: latents(n, generator.latent_dim, seed)}
         except ValueError as error:  # the runtime's input checks: the client's mistake
             raise BadRequest(str(error)) from None
+        if generator.label_name:
+            feeds[generator.label_name] = labels
+        return to_uint8((await self.run_feeds(feeds))["images"])
 
-    def health(handler, body):
-        return handler.send_json({"status": "ok"})
+    # -- v2 ----------------------------------------------------------------------------------
+    def v2_tensor_specs(self, specs) -> list[dict]:
+        return [
+            {"name": s["name"], "datatype": V2_DATATYPES.get(s["dtype"], s["dtype"].upper()),
+             "shape": [-1 if d is None else int(d) for d in s["shape"]]}
+            for s in specs
+        ]
 
-    def metadata(handler, body):
-        return handler.send_json(
-            {**generator.metadata(), "max_images_json": max_images_json,
-             "max_images_png": max_images_png}
-        )
+    def v2_metadata(self) -> dict:
+        return {
+            "name": self.settings.model_name,
+            "versions": [MODEL_VERSION],
+            "platform": PLATFORMS.get(self.generator.format, self.generator.format),
+            "inputs": self.v2_tensor_specs(self.inputs),
+            "outputs": self.v2_tensor_specs(self.outputs),
+            "parameters": {"family": self.generator.family,
+                           "diffusion_parameters": list(V2_DIFFUSION_PARAMETERS)
+                           if self.diffusion else []},
+        }
 
-    def generate_json(handler, body):
-        images = generate(_parse_json_request(body), max_images_json)
-        return handler.send_json({"images": images.tolist(), "shape": list(images.shape),
-                                  "dtype": "uint8"})
+    def check_model(self, name, version=None):
+        if name != self.settings.model_name:
+            raise BadRequest(f"unknown model {name!r}; this server has "
+                             f"{self.settings.model_name!r}", HTTPStatus.NOT_FOUND)
+        if version not in (None, "", MODEL_VERSION):
+            raise BadRequest(f"model {name!r} has no version {version!r}; versions: "
+                             f"[{MODEL_VERSION!r}]", HTTPStatus.NOT_FOUND)
 
-    def generate_png(handler, body):
-        images = generate(_parse_png_request(handler.query), max_images_png)
-        return handler.send_bytes(png_bytes(make_grid(images)), "image/png")
-
-    # (method, path) -> endpoint
-    routes = {
-        ("GET", "/health"): health,
-        ("GET", "/v1/metadata"): metadata,
-        ("POST", "/v1/generate"): generate_json,
-        ("GET", "/v1/generate.png"): generate_png,
-    }
-    paths = {path for _, path in routes}
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "genzoo"
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format, *args):  # quiet by default; serve(verbose=True) logs
-            if getattr(self.server, "verbose", False):
-                super().log_message(format, *args)
-
-        def send_bytes(self, payload: bytes, content_type: str, status=HTTPStatus.OK):
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def send_json(self, payload, status=HTTPStatus.OK):
-            self.send_bytes(json.dumps(payload).encode(), "application/json", status)
-
-        def read_body(self) -> bytes:
-            length = self.headers.get("Content-Length")
-            if length is None:
-                return b""
+    def parse_infer(self, body: bytes, header_length) -> tuple[dict, dict, list, dict]:
+        """(feeds, parameters, [(output name, binary?)], request json) of a v2 infer body."""
+        binary = b""
+        if header_length is not None:
             try:
-                length = int(length)
+                size = int(header_length)
             except ValueError:
-                raise BadRequest(f"bad Content-Length {length!r}") from None
-            if length < 0 or length > MAX_BODY_BYTES:
-                if 0 < length <= DRAIN_LIMIT_BYTES:  # read it, so the client sees our answer
-                    self.rfile.read(length)
-                raise BadRequest(f"body must be at most {MAX_BODY_BYTES} bytes, got {length}",
-                                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-            return self.rfile.read(length)
+                raise BadRequest(
+                    f"Inference-Header-Content-Length must be an integer, got {header_length!r}"
+                ) from None
+            if not 0 < size <= len(body):
+                raise BadRequest(f"Inference-Header-Content-Length {size} is not within the "
+                                 f"body's {len(body)} bytes")
+            body, binary = body[:size], body[size:]
+        try:
+            request = json.loads(body.decode("utf-8") or "null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BadRequest(f"inference request is not valid JSON: {error} "
+                             f"(got {body[:80]!r})") from None
+        if not isinstance(request, dict):
+            raise BadRequest(f"inference request must be a JSON object, got {body[:80]!r}")
+        unknown = sorted(set(request) - {"id", "inputs", "outputs", "parameters"})
+        if unknown:
+            raise BadRequest(f"unknown inference request fields {unknown}; accepted: "
+                             "['id', 'inputs', 'outputs', 'parameters']")
+        parameters = request.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise BadRequest(f"parameters must be a JSON object, got {_short(parameters)}")
+        allowed = set(V2_IGNORED_PARAMETERS) | (
+            set(V2_DIFFUSION_PARAMETERS) if self.diffusion else set()
+        )
+        unknown = sorted(set(parameters) - allowed)
+        if unknown:
+            raise BadRequest(f"unknown parameters {unknown}; accepted here: {sorted(allowed)}")
+        feeds = self._parse_inputs(request.get("inputs"), binary)
+        outputs = self._parse_outputs(request.get("outputs"),
+                                      bool(parameters.get("binary_data_output", False)))
+        return feeds, parameters, outputs, request
 
-        def dispatch(self, method):
-            parts = urlsplit(self.path)
-            self.query = parts.query
+    def _parse_inputs(self, inputs, binary: bytes) -> dict:
+        if not isinstance(inputs, list) or not inputs:
+            raise BadRequest(f"inputs must be a non-empty list of tensors, got {_short(inputs)}")
+        specs = {spec["name"]: spec for spec in self.inputs}
+        feeds, offset = {}, 0
+        for tensor in inputs:
+            if not isinstance(tensor, dict):
+                raise BadRequest(f"each input must be a JSON object, got {_short(tensor)}")
+            name = tensor.get("name")
+            if name not in specs:
+                raise BadRequest(f"unknown input {_short(name)}; the model takes "
+                                 f"{sorted(specs)}")
+            if name in feeds:
+                raise BadRequest(f"input {name!r} is given twice")
+            spec = specs[name]
+            expected_type = V2_DATATYPES[spec["dtype"]]
+            datatype = tensor.get("datatype")
+            if datatype != expected_type:
+                raise BadRequest(f"input {name!r} must have datatype {expected_type}, got "
+                                 f"{_short(datatype)}")
+            shape = tensor.get("shape")
+            if (not isinstance(shape, list) or len(shape) != len(spec["shape"])
+                    or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                               for d in shape)
+                    or any(want is not None and got != want
+                           for got, want in zip(shape, spec["shape"]))):
+                wanted = ["n" if d is None else d for d in spec["shape"]]
+                raise BadRequest(f"input {name!r} must have shape {wanted}, got {_short(shape)}")
+            count = math.prod(shape)
+            dtype = V2_NUMPY[datatype]
+            params = tensor.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise BadRequest(f"input {name!r}: parameters must be an object, "
+                                 f"got {_short(params)}")
+            if "binary_data_size" in params:
+                size = params["binary_data_size"]
+                if (isinstance(size, bool) or not isinstance(size, int)
+                        or size != count * dtype.itemsize or offset + size > len(binary)):
+                    raise BadRequest(
+                        f"input {name!r}: binary_data_size {_short(size)} does not match shape "
+                        f"{shape} of {datatype} ({count * dtype.itemsize} bytes) or the "
+                        f"{len(binary) - offset} binary bytes left in the body"
+                    )
+                array = np.frombuffer(binary, dtype.newbyteorder("<"), count, offset)
+                offset += size
+            elif "data" in tensor:
+                array = self._json_array(name, tensor["data"], dtype, count)
+            else:
+                raise BadRequest(f"input {name!r} has neither 'data' nor a binary_data_size")
+            feeds[name] = np.ascontiguousarray(array.reshape(shape), dtype=dtype)
+        if offset != len(binary):
+            raise BadRequest(f"the body has {len(binary) - offset} binary bytes no input claims")
+        missing = sorted(set(specs) - set(feeds))
+        if missing:
+            raise BadRequest(f"missing inputs {missing}; the model takes {sorted(specs)}")
+        rows = {name: len(array) for name, array in feeds.items()}
+        if len(set(rows.values())) != 1:
+            raise BadRequest(f"inputs must have the same batch size, got {rows}")
+        n = next(iter(rows.values()))
+        if not 1 <= n <= self.max_images_v2:
+            raise BadRequest(f"batch size must be in [1, {self.max_images_v2}], got {n}")
+        if "label" in feeds:
             try:
-                body = self.read_body() if method == "POST" else b""
-                endpoint = routes.get((method, parts.path))
-                if endpoint is None:
-                    if parts.path in paths:
-                        raise BadRequest(f"{method} is not allowed on {parts.path}",
-                                         HTTPStatus.METHOD_NOT_ALLOWED)
-                    raise BadRequest(f"no endpoint {parts.path!r}; try {sorted(paths)}",
-                                     HTTPStatus.NOT_FOUND)
-                endpoint(self, body)
-            except BadRequest as error:
-                self.close_connection = True
-                self.send_json({"error": str(error)}, error.status)
-            except Exception as error:  # noqa: BLE001  (a bug, not the client's: say so, stay up)
-                self.close_connection = True
-                self.send_json({"error": f"internal error: {type(error).__name__}: {error}"},
-                               HTTPStatus.INTERNAL_SERVER_ERROR)
+                check_labels(feeds["label"], n, self.generator.num_classes)
+            except ValueError as error:
+                raise BadRequest(f"input 'label': {error}") from None
+        if not np.all(np.isfinite(feeds[self.inputs[0]["name"]])):
+            raise BadRequest(f"input {self.inputs[0]['name']!r} holds NaN or infinite values")
+        return feeds
 
-        def do_GET(self):
-            self.dispatch("GET")
+    @staticmethod
+    def _json_array(name, data, dtype, count) -> np.ndarray:
+        try:
+            array = np.asarray(data)
+        except (ValueError, TypeError):
+            raise BadRequest(f"input {name!r}: data must be a (flat) list of numbers, "
+                             f"got {_short(data)}") from None
+        if array.dtype == object or array.dtype.kind not in "iuf" or array.dtype == bool:
+            raise BadRequest(f"input {name!r}: data must be numbers, got {_short(data)}")
+        if array.size != count:
+            raise BadRequest(f"input {name!r}: data has {array.size} values, its shape needs "
+                             f"{count}")
+        if dtype.kind == "i" and array.dtype.kind == "f" and not np.all(array == np.round(array)):
+            raise BadRequest(f"input {name!r}: data must be integers, got {_short(data)}")
+        return array.ravel().astype(dtype)
 
-        def do_POST(self):
-            self.dispatch("POST")
+    def _parse_outputs(self, outputs, binary_default: bool) -> list:
+        names = [spec["name"] for spec in self.outputs]
+        if outputs is None:
+            return [(name, binary_default) for name in names]
+        if not isinstance(outputs, list):
+            raise BadRequest(f"outputs must be a list, got {_short(outputs)}")
+        wanted = []
+        for item in outputs:
+            name = item.get("name") if isinstance(item, dict) else None
+            if name not in names:
+                raise BadRequest(f"unknown output {_short(name if name else item)}; the model "
+                                 f"gives {names}")
+            params = item.get("parameters") or {}
+            wanted.append((name, bool(params.get("binary_data", binary_default))
+                           if isinstance(params, dict) else binary_default))
+        return wanted
 
-        def do_PUT(self):
-            self.dispatch("PUT")
+    async def infer(self, feeds: dict, parameters: dict) -> dict:
+        if not self.diffusion:
+            return await self.run_feeds(feeds)
+        generator = self.generator
+        options = {k: parameters.get(k) for k in V2_DIFFUSION_PARAMETERS}
+        labels = feeds.get("label")
+        try:
+            seed = check_seed(options["seed"])
+            walk = generator.make_sampler(options["steps"], options["eta"], options["sampler"])
+            scale = generator.check_guidance(options["guidance_scale"])
+        except ValueError as error:
+            raise BadRequest(f"parameters: {error}") from None
 
-        def do_DELETE(self):
-            self.dispatch("DELETE")
+        def sample():
+            x = feeds["z"].reshape((len(feeds["z"]), *generator.image_shape))
+            rng = np.random.default_rng(seed)
 
-    return Handler
+            def draw_noise(shape):
+                return rng.standard_normal((shape[0], generator.latent_dim),
+                                           dtype=np.float32).reshape(shape)
 
+            def denoise(x_t, t):
+                return generator.denoise(x_t, t, labels, scale)
 
-class GeneratorServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
+            return generator.samplers_lib.run(walk, denoise, x, draw_noise).astype(np.float32)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start_background(self) -> threading.Thread:
-        """Serve on a daemon thread (tests, notebooks); stop: .shutdown(), then .server_close()."""
-        thread = threading.Thread(target=self.serve_forever, name="genzoo-server", daemon=True)
-        thread.start()
-        return thread
+        return {"images": await self.run_blocking(sample)}
 
 
-def make_server(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False,
-                max_images_json: int = MAX_IMAGES_JSON) -> GeneratorServer:
-    """Load `artifact` (file, export folder or run folder) and bind a server (port 0: any free)."""
+def infer_response(service, request: dict, results: dict, outputs: list) -> Response:
+    by_name = {spec["name"]: spec for spec in service.outputs}
+    answer = {"model_name": service.settings.model_name, "model_version": MODEL_VERSION,
+              "outputs": []}
+    if "id" in request:
+        answer["id"] = request["id"]
+    buffers = []
+    for name, binary in outputs:
+        array = np.ascontiguousarray(results[name], dtype=np.dtype(by_name[name]["dtype"]))
+        tensor = {"name": name, "datatype": V2_DATATYPES[str(array.dtype)],
+                  "shape": list(array.shape)}
+        if binary:
+            data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(data)}
+            buffers.append(data)
+        else:
+            tensor["data"] = array.ravel().tolist()
+        answer["outputs"].append(tensor)
+    header = json.dumps(answer, separators=(",", ":")).encode()
+    if not buffers:
+        return Response(header, media_type="application/json")
+    return Response(b"".join([header, *buffers]), media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(header))})
+
+
+# ---- OpenAPI and /docs --------------------------------------------------------------------------
+def openapi_spec(service) -> dict:
+    def json_body(example, description=""):
+        return {"description": description, "required": True,
+                "content": {"application/json": {"example": example}}}
+
+    error = {"description": "client error, with {\"error\": message}",
+             "content": {"application/json": {"example": {"error": "labels must be in [0, 10)"}}}}
+    meta = service.generator.metadata()
+    example = {"n": 4, "seed": 1}
+    if service.generator.num_classes:
+        example["labels"] = [0, 1, 2, 3]
+    z_example = {"inputs": [{"name": "z", "datatype": "FP32",
+                             "shape": [1, service.generator.latent_dim],
+                             "data": [0.0] * service.generator.latent_dim}]}
+    if service.generator.num_classes:
+        z_example["inputs"].append({"name": "label", "datatype": "INT32", "shape": [1],
+                                    "data": [3]})
+    name = service.settings.model_name
+
+    def get(summary, **extra):
+        return {"get": {"summary": summary, "responses": {"200": {"description": "OK"}, **extra}}}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"genzoo: {meta['family']} generator ({meta['artifact']})",
+                 "version": _version(),
+                 "description": "Images from an exported genzoo generator; the Open Inference "
+                                "Protocol (KServe v2) on its own tensors."},
+        "paths": {
+            "/health": get("liveness: {\"status\": \"ok\"}"),
+            "/v1/metadata": get("the model's fields and limits"),
+            "/v1/generate": {"post": {
+                "summary": "n images as JSON uint8 lists (or raw bytes / .npy through Accept)",
+                "requestBody": json_body(example, "n, labels (conditional models), seed; "
+                                         "diffusion: steps, guidance_scale"),
+                "responses": {"200": {"description": "images", "content": {
+                    "application/json": {"example": {"images": "[[[[0]]]]",
+                                                     "shape": [4, *meta["image_shape"]],
+                                                     "dtype": "uint8"}},
+                    "application/octet-stream": {"description": "uint8 NHWC; X-Shape header"},
+                    "application/x-npy": {"description": "a .npy file"}}},
+                    "4XX": error, "503": {"description": "queue full; Retry-After"}}}},
+            "/v1/generate.png": {"get": {
+                "summary": "a PNG grid of n images",
+                "parameters": [{"name": p, "in": "query", "schema": {"type": "string"}}
+                               for p in REQUEST_FIELDS],
+                "responses": {"200": {"description": "PNG",
+                                      "content": {"image/png": {}}}, "4XX": error}}},
+            "/v2": get("server metadata (Open Inference Protocol)"),
+            "/v2/health/live": get("server live"),
+            "/v2/health/ready": get("server ready"),
+            f"/v2/models/{name}": get("model metadata: tensor names, datatypes, shapes",
+                                      **{"404": error}),
+            f"/v2/models/{name}/ready": get("model ready", **{"404": error}),
+            f"/v2/models/{name}/infer": {"post": {
+                "summary": "inference on the model's tensors (JSON data, or the binary tensor "
+                           "extension with Inference-Header-Content-Length)",
+                "requestBody": json_body(z_example),
+                "responses": {"200": {"description": "outputs"}, "4XX": error}}},
+            "/openapi.json": get("this description"),
+            "/docs": get("this description as a page"),
+        },
+    }
+
+
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>genzoo API</title>
+<style>body{font:15px system-ui,sans-serif;max-width:56rem;margin:2rem auto;padding:0 1rem}
+code,pre{background:#f3f3f3;padding:.1rem .3rem}pre{padding:.6rem;overflow:auto}
+.m{display:inline-block;width:3.5rem;font-weight:bold}</style></head>
+<body><h1 id="title">genzoo API</h1><p id="desc"></p>
+<p>Machine-readable: <a href="openapi.json">openapi.json</a></p><div id="paths"></div>
+<script>
+fetch("openapi.json").then(r => r.json()).then(spec => {
+  document.getElementById("title").textContent = spec.info.title;
+  document.getElementById("desc").textContent = spec.info.description;
+  const root = document.getElementById("paths");
+  for (const [path, ops] of Object.entries(spec.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const h = document.createElement("h3");
+      h.innerHTML = '<span class="m"></span><code></code>';
+      h.querySelector(".m").textContent = method.toUpperCase();
+      h.querySelector("code").textContent = path;
+      const p = document.createElement("p");
+      p.textContent = op.summary || "";
+      root.append(h, p);
+      const body = op.requestBody && op.requestBody.content["application/json"];
+      if (body) {
+        const pre = document.createElement("pre");
+        pre.textContent = JSON.stringify(body.example, null, 1);
+        root.append(pre);
+      }
+    }
+  }
+});
+</script></body></html>
+"""
+
+
+def _version() -> str:
+    try:
+        return importlib_metadata.version("genzoo")
+    except importlib_metadata.PackageNotFoundError:
+        return "0"
+
+
+# ---- the ASGI app -----------------------------------------------------------------------------
+class AccessLog:
+    """One line per request: client "METHOD path HTTP/x" status bytes milliseconds."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        state = {"status": 0, "bytes": 0}
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                state["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            query = scope.get("query_string", b"").decode("latin-1")
+            path = scope["path"] + (f"?{query}" if query else "")
+            ACCESS_LOG.info('%s:%s "%s %s HTTP/%s" %s %d %.1fms', client[0], client[1],
+                            scope["method"], path, scope.get("http_version", "1.1"),
+                            state["status"], state["bytes"],
+                            (time.perf_counter() - start) * 1000)
+
+
+def build_app(generator, settings: Settings | None = None) -> Starlette:
+    """The ASGI app for one loaded generator (a runtime.Generator)."""
+    settings = settings or Settings()
+    service = GeneratorService(generator, settings)
+
+    async def body_of(request):
+        return await read_body(request, settings.max_body_bytes, settings.body_timeout)
+
+    async def health(request):
+        return JSONResponse({"status": "ok"})
+
+    async def v1_metadata(request):
+        return JSONResponse({
+            **generator.metadata(), "max_images_json": service.max_images_json,
+            "max_images_png": service.max_images_png, "max_batch": settings.max_batch,
+            "v2_model": settings.model_name,
+        })
+
+    async def v1_generate(request):
+        kind = _compact_kind(request)
+        images = await service.generate(_parse_json_request(await body_of(request)),
+                                        service.max_images_json if kind == "json"
+                                        else service.max_images_png)
+        return images_response(images, kind)
+
+    async def v1_generate_png(request):
+        images = await service.generate(_parse_png_request(request.url.query),
+                                        service.max_images_png)
+        return Response(png_bytes(make_grid(images)), media_type="image/png")
+
+    async def v2_server(request):
+        return JSONResponse({"name": "genzoo", "version": _version(),
+                             "extensions": ["binary_tensor_data", "parameters"]})
+
+    async def v2_live(request):
+        return JSONResponse({"live": True})
+
+    async def v2_ready(request):
+        return JSONResponse({"ready": True})
+
+    async def v2_model(request):
+        service.check_model(request.path_params["name"], request.path_params.get("version"))
+        return JSONResponse(service.v2_metadata())
+
+    async def v2_model_ready(request):
+        service.check_model(request.path_params["name"], request.path_params.get("version"))
+        return JSONResponse({"name": settings.model_name, "ready": True})
+
+    async def v2_infer(request):
+        service.check_model(request.path_params["name"], request.path_params.get("version"))
+        body = await body_of(request)
+        feeds, parameters, outputs, infer_request = service.parse_infer(
+            body, request.headers.get("inference-header-content-length")
+        )
+        results = await service.infer(feeds, parameters)
+        return infer_response(service, infer_request, results, outputs)
+
+    spec = openapi_spec(service)
+
+    async def openapi(request):
+        return JSONResponse(spec)
+
+    async def docs(request):
+        return HTMLResponse(DOCS_PAGE)
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/v1/metadata", v1_metadata, methods=["GET"]),
+        Route("/v1/generate", v1_generate, methods=["POST"]),
+        Route("/v1/generate.png", v1_generate_png, methods=["GET"]),
+        Route("/v2", v2_server, methods=["GET"]),
+        Route("/v2/health/live", v2_live, methods=["GET"]),
+        Route("/v2/health/ready", v2_ready, methods=["GET"]),
+        Route("/v2/models/{name}", v2_model, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}", v2_model, methods=["GET"]),
+        Route("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
+    listed = sorted({route.path for route in routes if "{" not in route.path})
+
+    async def bad_request(request, error: BadRequest):
+        return error_response(error, error.status, error.headers)
+
+    async def http_error(request, error: HTTPException):
+        if error.status_code == 404:
+            message = f"no endpoint {request.url.path!r}; try {listed}"
+        elif error.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = error.detail
+        return error_response(message, error.status_code, error.headers)
+
+    async def disconnected(request, error):  # nobody reads this answer
+        return Response(status_code=499)
+
+    async def internal_error(request, error):  # a bug, not the client's: say so, stay up
+        logging.getLogger("genzoo.server").error("internal error on %s %s: %r",
+                                                 request.method, request.url.path, error)
+        return error_response(f"internal error: {type(error).__name__}: {error}", 500)
+
+    middleware = []
+    if settings.cors_origin:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=[settings.cors_origin],
+            allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+            expose_headers=["X-Shape", "X-Dtype", "Inference-Header-Content-Length"],
+        ))
+    if settings.access_log:
+        middleware.insert(0, Middleware(AccessLog))
+    app = Starlette(
+        routes=routes, middleware=middleware,
+        exception_handlers={BadRequest: bad_request, HTTPException: http_error,
+                            ClientDisconnect: disconnected, Exception: internal_error},
+    )
+    app.state.service = service
+    return app
+
+
+# ---- HTTP protocol: a deadline for request headers -------------------------------------------
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol plus a deadline for each request's headers (slowloris: a
+    connection that sends nothing, or headers a byte at a time, is closed after
+    `header_timeout` seconds) and JSON bodies for malformed-request 400s."""
+
+    header_timeout = 10.0
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._header_timer = None
+        self._arm_header_timer()
+
+    def _arm_header_timer(self):
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline)
+
+    def _header_deadline(self):
+        self._header_timer = None
+        waiting_for_headers = self.conn.their_state is h11.IDLE and (
+            self.cycle is None or self.cycle.response_complete
+        )
+        if waiting_for_headers and not self.transport.is_closing():
+            self.transport.close()
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_header_timer()
+
+    def connection_lost(self, exc):
+        if getattr(self, "_header_timer", None) is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": f"malformed HTTP request: {msg}"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode())]
+        try:
+            self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers,
+                                                             reason=b"Bad Request")))
+            self.transport.write(self.conn.send(h11.Data(data=body)))
+            self.transport.write(self.conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            pass
+        self.transport.close()
+
+
+def _protocol_for(settings: Settings) -> type:
+    return type("GenzooH11Protocol", (GuardedH11Protocol,),
+                {"header_timeout": float(settings.header_timeout)})
+
+
+def uvicorn_options(settings: Settings, protocol=None) -> dict:
+    return {
+        "http": protocol or _protocol_for(settings),
+        "timeout_keep_alive": settings.keep_alive,
+        "limit_concurrency": settings.max_connections,
+        "timeout_graceful_shutdown": 10,
+        "access_log": False,
+        "lifespan": "off",
+        "log_config": None,
+        "ws": "none",
+    }
+
+
+# ---- running it -------------------------------------------------------------------------------
+def load_generator(artifact):
     generator = artifact if isinstance(artifact, runtime.Generator) else runtime.load(artifact)
     if not isinstance(generator, runtime.Generator):
         role = generator.entry.get("role")
         raise ValueError(f"{artifact} is not a generator artifact (role {role!r})")  # noqa: TRY004
-    server = GeneratorServer(
-        (host, port),
-        make_handler(generator, max_images_json, min(MAX_IMAGES_PNG, generator.max_images)),
-    )
-    server.verbose = verbose
-    server.generator = generator
-    return server
+    return generator
 
 
-def serve(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = True):
-    """Serve until interrupted (Ctrl-C)."""
-    server = make_server(artifact, host, port, verbose)
-    generator = server.generator
-    print(f"serving {generator.path} ({generator.format}) on {server.url}", flush=True)
-    try:
+class GeneratorServer:
+    """A bound server on one loaded generator (tests, notebooks, `zoo serve`).
+
+    `make_server(...).start_background()` serves on a daemon thread; stop with `.shutdown()`
+    then `.server_close()`. `.serve_forever()` serves in this thread until Ctrl-C / SIGTERM.
+    """
+
+    def __init__(self, generator, host: str, port: int, settings: Settings):
+        import uvicorn
+
+        self.generator = generator
+        self.settings = settings
+        self.app = build_app(generator, settings)
+        self.socket = socket.create_server((host, port), backlog=2048,
+                                           family=socket.AF_INET6 if ":" in host
+                                           else socket.AF_INET)
+        self.server_address = self.socket.getsockname()[:2]
+        options = uvicorn_options(settings)
+        self.config = uvicorn.Config(self.app, host=host, port=self.server_address[1],
+                                     **options)
+        self.server = uvicorn.Server(self.config)
+        self._thread = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def serve_forever(self):
+        self.server.run(sockets=[self.socket])
+
+    def start_background(self, timeout: float = 30) -> threading.Thread:
+        self._thread = threading.Thread(target=self.serve_forever, name="genzoo-server",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server on {self.url} did not start")
+            time.sleep(0.01)
+        return self._thread
+
+    def shutdown(self, timeout: float = 30):
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def server_close(self):
+        self.app.state.service.batcher.close()
+        self.socket.close()
+
+
+def make_server(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False,
+                max_images_json: int = MAX_IMAGES_JSON, **settings) -> GeneratorServer:
+    """Load `artifact` (file, export folder, run folder or a loaded Generator) and bind a server
+    (port 0: any free). Keyword settings: see `Settings`."""
+    generator = load_generator(artifact)
+    config = Settings(max_images_json=max_images_json, access_log=verbose, **settings)
+    return GeneratorServer(generator, host, port, config)
+
+
+def _configure_logging():
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    for name in ("genzoo.access", "genzoo.server"):
+        log = logging.getLogger(name)
+        if not log.handlers:
+            log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not uvicorn_log.handlers:
+        uvicorn_log.addHandler(handler)
+    uvicorn_log.setLevel(logging.WARNING)
+
+
+def app_from_environment() -> Starlette:
+    """The app factory each `--workers` process runs (settings from $GENZOO_SERVE_SETTINGS)."""
+    _configure_logging()
+    options = json.loads(os.environ[SETTINGS_ENV])
+    artifact = options.pop("artifact")
+    settings = Settings(**options)
+    GuardedH11Protocol.header_timeout = float(settings.header_timeout)  # this process's own
+    return build_app(load_generator(artifact), settings)
+
+
+def serve(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = True,
+          workers: int = 1, **settings):
+    """Serve until interrupted (Ctrl-C or SIGTERM: a graceful shutdown)."""
+    import uvicorn
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    config = Settings(access_log=verbose, **settings)
+    _configure_logging()
+    generator = load_generator(artifact)  # fail here, with one clear line, on a bad artifact
+    if workers == 1:
+        server = GeneratorServer(generator, host, port, config)
+        print(f"serving {generator.path} ({generator.format}) on {server.url}", flush=True)
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        return
+    os.environ[SETTINGS_ENV] = json.dumps(
+        {"artifact": str(generator.path), **dataclasses.asdict(config)}
+    )
+    del generator
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    print(f"serving {artifact} on {url} with {workers} worker processes", flush=True)
+    # the protocol class travels to the spawned workers by name; each sets its header timeout
+    uvicorn.run("exporters.server:app_from_environment", factory=True, host=host, port=port,
+                workers=workers, **uvicorn_options(config, GuardedH11Protocol))
