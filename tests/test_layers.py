@@ -6,6 +6,9 @@
 - converters (exporters/converters/): the TF stack and the TF-free tier, never zoo.
 - zoo's model code (everything in zoo/ but the composition layer): the TF-free tier only.
 - zoo's composition layer (cli, train): may call the converters, through `exporters.export`.
+- compat (exporters/compat.py, the one home of private Keras / tf2onnx / LiteRT uses): a leaf
+  that zoo and the converters may import and the TF-free tier never does; it imports no genzoo
+  module and, at module level, the standard library only (its private targets inside functions).
 
 Every import statement counts, at module level or inside a function.
 """
@@ -25,6 +28,7 @@ TF_FREE_THIRD_PARTY = {
     "starlette", "uvicorn", "anyio", "h11", "httptools", "multipart", "python_multipart",
 }
 ZOO_COMPOSITION = {"zoo.cli", "zoo.train"}
+COMPAT = "exporters.compat"
 
 
 def module_name(path: Path) -> str:
@@ -57,6 +61,8 @@ def imports_of(path: Path) -> list[tuple[str, bool]]:
 
 
 def tier_of(name: str) -> str:
+    if name == COMPAT:
+        return "compat"
     if name.startswith("exporters.converters") or name in {
         f"exporters.{m}" for m in ("saved_model", "tflite", "onnx", "verify", "export")
     }:
@@ -83,12 +89,19 @@ def violations(path: Path) -> list[str]:
         if top in ("zoo", "exporters") and not is_genzoo_module(name):
             continue  # an attribute (`from exporters import FORMATS`), checked via its module
         target = tier_of(name)
-        if me.startswith("exporters.converters"):
+        if me == COMPAT:
+            if target != "other":
+                bad.append(f"{me} (compat, a leaf) imports the genzoo module {name}")
+            elif not in_function and top not in sys.stdlib_module_names | {"__future__"}:
+                bad.append(f"{me} (compat) imports {name} at module level, not inside a function")
+        elif me.startswith("exporters.converters"):
             if target == "zoo":
                 bad.append(f"{me} (converter) imports {name}: converters never import zoo")
         elif me.startswith("exporters"):
             if target == "zoo":
                 bad.append(f"{me} (TF-free tier) imports {name}")
+            elif target == "compat":
+                bad.append(f"{me} (TF-free tier) imports {name}: compat is for the TF side")
             elif target == "converters" and not (me == "exporters" and in_function):
                 bad.append(f"{me} (TF-free tier) imports the converter {name}")
             elif target == "other" and top not in sys.stdlib_module_names and (
@@ -117,18 +130,30 @@ def test_the_checker_catches_wrong_imports(tmp_path, monkeypatch):
         "exporters/bad_server.py": "def f():\n    from zoo import base\n",
         "exporters/converters/bad.py": "import zoo.gan\n",
         "zoo/bad_model.py": "from exporters.converters import onnx\n",
+        "exporters/bad_images.py": "from exporters import compat\n",
+        "exporters/compat.py": "import keras\n\ndef f():\n    from exporters import sampling\n",
     }
     for relative, text in cases.items():
         path = tmp_path / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    for name in ("zoo/gan.py", "zoo/base.py", "exporters/converters/onnx.py"):
+    for name in ("zoo/gan.py", "zoo/base.py", "exporters/converters/onnx.py",
+                 "exporters/sampling.py"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     for relative in cases:
         assert violations(tmp_path / relative), relative
+    assert len(violations(tmp_path / "exporters/compat.py")) == 2
     assert violations(tmp_path / "zoo/gan.py") == []
+    allowed = {
+        "zoo/gan.py": "from exporters import compat\n",
+        "exporters/converters/onnx.py": "from exporters import compat\n",
+        "exporters/compat.py": "import inspect\n\ndef f():\n    from keras.src import export\n",
+    }
+    for relative, text in allowed.items():
+        (tmp_path / relative).write_text(text)
+        assert violations(tmp_path / relative) == [], relative
 
 
 def test_no_import_circle_between_zoo_and_exporters():

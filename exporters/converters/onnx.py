@@ -65,16 +65,11 @@ def export_onnx(network, filepath, opset: int = DEFAULT_OPSET, optimize: bool = 
 
 
 def _patch_tf2onnx():
-    """Keras's own numpy-2 fixes for tf2onnx 1.17 (what `model.export(format="onnx")` applies)."""
-    try:
-        from keras.src.export.tf2onnx_lib import patch_tf2onnx
-    except ImportError:  # a Keras without the patch: tf2onnx is expected to work as is
-        return
-    import warnings
+    """Keras's own numpy-2 fixes for tf2onnx 1.17 (what `model.export(format="onnx")` applies);
+    a Keras without them leaves tf2onnx as is. The private import lives in exporters.compat."""
+    from exporters import compat
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        patch_tf2onnx()
+    compat.patch_tf2onnx()
 
 
 @contextlib.contextmanager

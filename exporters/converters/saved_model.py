@@ -60,12 +60,13 @@ def float32_network(network: keras.Model) -> keras.Model:
 
     Exports must run in float32 (mixed_float16 artifacts lose precision and some runtimes lack
     float16 kernels), so a network trained under a mixed policy is rebuilt from its serialized
-    config with every dtype policy set to float32.
+    config with every dtype policy set to float32. Which policies the network uses is read
+    from that config too (public API: every layer's policy is serialized with it).
     """
-    layers = list(network._flatten_layers(include_self=False))
-    if all(layer.dtype_policy.compute_dtype == FLOAT32 for layer in layers):
+    config = keras.saving.serialize_keras_object(network)
+    if _policy_names(config) <= {FLOAT32}:
         return network
-    config = _float32_policies(keras.saving.serialize_keras_object(network))
+    config = _float32_policies(config)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(FLOAT32)
     try:
@@ -74,6 +75,20 @@ def float32_network(network: keras.Model) -> keras.Model:
         keras.config.set_dtype_policy(previous)
     copy.set_weights([np.asarray(w, dtype=np.float32) for w in network.get_weights()])
     return copy
+
+
+def _policy_names(config) -> set[str]:
+    """Names of every dtype policy in a serialized Keras config ("float32", "mixed_float16")."""
+    if isinstance(config, dict):
+        found = set()
+        if str(config.get("class_name", "")).endswith("DTypePolicy"):
+            found.add(str(config.get("config", {}).get("name")))
+        for value in config.values():
+            found |= _policy_names(value)
+        return found
+    if isinstance(config, list):
+        return set().union(*map(_policy_names, config))
+    return set()
 
 
 def _float32_policies(config):

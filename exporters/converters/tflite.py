@@ -107,11 +107,13 @@ def list_ops(filepath) -> list[str]:
     """Builtin op names the model uses, read by LiteRT (the phone runtime), not by TF."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from exporters import compat
+
     interpreter = Interpreter(
         model_path=str(filepath),
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    return compat.litert_op_names(interpreter)
 
 
 def representative_data(make_inputs, steps=REPRESENTATIVE_STEPS):
