@@ -12,8 +12,9 @@ A sampler walks a descending list of `timesteps` (a "trailing" subset of the sch
 beta~ = (1 - a_prev) / (1 - a) * beta, on all T steps or a respaced subset.
 
 Like the schedules, the math is numpy at import time and takes `xp` (numpy, or keras.ops for
-graphs), so the same code runs in a TensorFlow graph, in `model.sample`, and can be mirrored in
-numpy beside ONNX Runtime. `run` is the whole loop, and `guide` classifier-free guidance.
+graphs), so the same code runs in a TensorFlow graph, in `model.sample` and in numpy beside
+ONNX Runtime. `guide` is classifier-free guidance; the loop that walks a sampler
+with a denoiser is `exporters.diffusion_pipeline`.
 """
 
 from __future__ import annotations
@@ -77,14 +78,6 @@ class Sampler:
         )
         self.sigmas = np.zeros(self.num_steps)
 
-    def config(self) -> dict:
-        return {
-            "kind": self.kind,
-            "steps": self.num_steps,
-            "prediction": self.prediction,
-            "clip_denoised": self.clip_denoised,
-        }
-
     def needs_noise(self, i: int) -> bool:
         """Whether step i adds fresh noise (and so takes a `noise` draw)."""
         return bool(self.sigmas[i] > 0)
@@ -135,9 +128,6 @@ class DDIMSampler(Sampler):
         a, a_prev = self.alpha_bar, self.alpha_bar_prev
         self.sigmas = self.eta * np.sqrt((1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev))
         self.direction = np.sqrt(np.maximum(1.0 - a_prev - self.sigmas**2, 0.0))
-
-    def config(self):
-        return {**super().config(), "eta": self.eta}
 
     def step(self, model_output, i, x_t, noise=None, xp=np):
         x0, eps = self.predict(model_output, i, x_t, xp)
@@ -191,14 +181,3 @@ def make_sampler(kind: str, schedule: NoiseSchedule, **options) -> Sampler:
     if unknown:
         raise ValueError(f"the {kind} sampler takes {accepted}, not {unknown}")
     return SAMPLERS[kind](schedule, **options)
-
-
-def run(sampler: Sampler, denoise, x, draw_noise=None, xp=np):
-    """The whole reverse process from x = x_T: `denoise(x_t, t)` -> output at each step;
-    `draw_noise(shape)` -> standard-normal noise, called once for each stochastic step, in
-    order. Returns the final x_0 clipped to [-1, 1]."""
-    for i in range(sampler.num_steps):
-        output = denoise(x, int(sampler.timesteps[i]))
-        noise = draw_noise(x.shape) if sampler.needs_noise(i) else None
-        x = sampler.step(output, i, x, noise, xp)
-    return xp.clip(x, -1.0, 1.0)

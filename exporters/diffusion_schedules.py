@@ -123,11 +123,6 @@ class NoiseSchedule:
             raise ValueError(f"prediction={prediction!r} is not one of {sorted(PREDICTIONS)}")
         return PREDICTIONS[prediction][0](self, x0, noise, t, xp)
 
-    def signal_to_noise(self, t):
-        """alpha_bar_t / (1 - alpha_bar_t), numpy."""
-        alpha_bar = self.alphas_cumprod[np.asarray(t)]
-        return alpha_bar / (1.0 - alpha_bar)
-
 
 def _target_epsilon(schedule, x0, noise, t, xp):
     return noise

@@ -229,31 +229,28 @@ class Generator:
 
 class DiffusionGenerator(Generator):
     """An exported diffusion denoiser (x_t, t [, label]) -> prediction, sampled here in numpy:
-    `generate(n, labels, seed, batch_size, steps, eta, guidance_scale, sampler)` runs the DDIM
-    (or DDPM) loop of `exporters.diffusion_samplers` (the code `model.sample` runs) with the
-    schedule from the manifest, one denoiser call per step (two with classifier-free guidance,
-    as one batch [x; x] with [labels; null label]). Noise is drawn as in `model.sample`: x_T =
-    default_rng(seed).standard_normal((n, H*W*C), float32), then one such draw per step with
-    sigma > 0, so the same seed, steps and guidance give the images `model.sample` gives.
-    Defaults (None) are the model's: the manifest's sampler, steps, eta and guidance_scale."""
+    `generate(n, labels, seed, batch_size, steps, eta, guidance_scale, sampler)` runs
+    `exporters.diffusion_pipeline` (the loop `model.sample` runs: DDIM or DDPM, classifier-free
+    guidance as one [x; x] batch with [labels; null label], x_T and then each stochastic step's
+    noise from default_rng(seed)) over the exported denoiser, with the schedule and defaults
+    (sampler, steps, eta, guidance_scale) from the manifest, so the same seed and options give
+    the images `model.sample` gives."""
 
     def bind_inputs(self, kind):
-        from exporters import diffusion_samplers, diffusion_schedules
+        from exporters import diffusion_pipeline, diffusion_samplers
 
         self.samplers_lib = diffusion_samplers
         config = self.manifest["schedule"]
         try:
-            self.schedule = diffusion_schedules.NoiseSchedule.from_config(config)
-            self.prediction = config["prediction"]
-            self.clip_denoised = bool(config["clip_denoised"])
-            self.default_sampler = config.get("sampler", "ddim")
-            self.default_steps = int(config.get("steps", 50))
-            self.default_eta = float(config.get("eta", 0.0))
-            guidance = config.get("guidance_scale")
-            self.default_guidance = 1.0 if guidance is None else float(guidance)
+            self.pipeline = diffusion_pipeline.DiffusionPipeline.from_schedule_config(
+                config, self.image_shape, self.num_classes
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise ArtifactError(f"{self.path.parent}'s manifest has a bad 'schedule': {error}") \
                 from None
+        self.schedule = self.pipeline.schedule
+        self.prediction = self.pipeline.prediction
+        self.clip_denoised = self.pipeline.clip_denoised
         expected = config.get("alphas_cumprod")
         if expected is not None and not np.allclose(
             self.schedule.alphas_cumprod, expected, rtol=0, atol=1e-9
@@ -277,7 +274,13 @@ class DiffusionGenerator(Generator):
             raise ArtifactError(
                 f"{self.path.name} has inputs {names} but num_classes={self.num_classes}"
             )
-        self.null_label = self.num_classes if self.num_classes else None
+        self.null_label = self.pipeline.null_label
+
+    # the manifest's sampling defaults, as the pipeline resolved them
+    default_sampler = property(lambda self: self.pipeline.sampler)
+    default_steps = property(lambda self: self.pipeline.steps)
+    default_eta = property(lambda self: self.pipeline.eta)
+    default_guidance = property(lambda self: self.pipeline.guidance_scale)
 
     def metadata(self) -> dict:
         return {
@@ -294,83 +297,38 @@ class DiffusionGenerator(Generator):
 
     def make_sampler(self, steps=None, eta=None, sampler=None):
         """The sampler model.make_sampler builds for the same arguments (checked)."""
-        kind = self.default_sampler if sampler is None else sampler
-        if kind not in self.samplers_lib.SAMPLERS:
-            raise ValueError(
-                f"sampler must be one of {sorted(self.samplers_lib.SAMPLERS)}, got {short_repr(kind)}"
-            )
-        steps = self.default_steps if steps is None else steps
-        options = {
-            "steps": check_steps(steps, self.schedule.timesteps),
-            "prediction": self.prediction,
-            "clip_denoised": self.clip_denoised,
-        }
-        accepts_eta = "eta" in self.samplers_lib.accepted_options(kind)
-        if eta is not None and not accepts_eta:
-            raise ValueError(f"eta is a DDIM option; the {kind} sampler takes none")
-        if accepts_eta:
-            options["eta"] = self.default_eta if eta is None else check_number(eta, "eta", 0, 1)
-        return self.samplers_lib.make_sampler(kind, self.schedule, **options)
+        return self.pipeline.make_sampler(steps, eta, sampler)
 
     def check_guidance(self, guidance_scale) -> float:
-        if guidance_scale is None:
-            return self.default_guidance if self.num_classes else 1.0
-        scale = check_number(guidance_scale, "guidance_scale")
-        if not self.num_classes and scale != 1.0:
-            raise ValueError(
-                f"guidance_scale={guidance_scale!r} needs a class-conditional model "
-                "(this one is unconditional)"
-            )
-        return scale
+        return self.pipeline.check_guidance(guidance_scale)
+
+    def run_denoiser(self, x_t, t, labels) -> np.ndarray:
+        """The exported denoiser on one batch: the pipeline's `denoise_raw`."""
+        feeds = {self.x_name: x_t, self.t_name: t}
+        if self.label_name:
+            feeds[self.label_name] = labels
+        return self.backend.run(feeds)[self.output_name].astype(np.float32, copy=False)
 
     def denoise_raw(self, x_t, t, labels=None, batch_size=None) -> np.ndarray:
         """The exported denoiser on (x_t, t [, labels]) in batches of batch_size."""
-        step = batch_size or len(x_t)
-        outputs = []
-        for start in range(0, len(x_t), step):
-            chunk = slice(start, start + step)
-            feeds = {self.x_name: x_t[chunk], self.t_name: t[chunk]}
-            if self.label_name:
-                feeds[self.label_name] = labels[chunk]
-            outputs.append(self.backend.run(feeds)[self.output_name])
-        return np.concatenate(outputs).astype(np.float32, copy=False)
+        x_t = np.asarray(x_t, np.float32)
+        t = np.broadcast_to(np.asarray(t, np.float32), (len(x_t),))
+        labels = None if labels is None else np.asarray(labels, np.int32)
+        return self.pipeline.denoiser(self.run_denoiser, labels, 1.0, batch_size)(x_t, t)
 
     def denoise(self, x_t, t, labels=None, guidance_scale=1.0, batch_size=None) -> np.ndarray:
         """Denoiser output at timestep t with classifier-free guidance (as model.denoise)."""
-        n = len(x_t)
-        t = np.full((n,), t, np.float32)
-        if labels is not None and guidance_scale != 1.0:
-            both = self.denoise_raw(
-                np.concatenate([x_t, x_t]), np.concatenate([t, t]),
-                np.concatenate([labels, np.full(n, self.null_label, np.int32)]),
-                None if batch_size is None else 2 * batch_size,
-            )
-            return self.samplers_lib.guide(both[:n], both[n:], np.float32(guidance_scale))
-        return self.denoise_raw(x_t, t, labels, batch_size)
+        return self.pipeline.denoise(
+            self.run_denoiser, x_t, t, labels, guidance_scale, batch_size
+        )
 
     def generate_float(self, n, labels=None, seed=None, batch_size=None, steps=None, eta=None,
                        guidance_scale=None, sampler=None) -> np.ndarray:
         """float32 images in [-1, 1]; the same arguments give model.sample's images."""
-        n = check_count(n, self.max_images)
-        labels = check_labels(labels, n, self.num_classes)
-        seed = check_seed(seed)
-        if batch_size is not None:
-            batch_size = check_count(batch_size, self.max_images, "batch_size")
-        walk = self.make_sampler(steps, eta, sampler)
-        scale = self.check_guidance(guidance_scale)
-        rng = np.random.default_rng(seed)
-        x = rng.standard_normal((n, self.latent_dim), dtype=np.float32)
-        x = x.reshape((n, *self.image_shape))
-
-        def draw_noise(shape):
-            return rng.standard_normal((shape[0], self.latent_dim), dtype=np.float32).reshape(
-                shape
-            )
-
-        def denoise(x_t, t):
-            return self.denoise(x_t, t, labels, scale, batch_size)
-
-        return self.samplers_lib.run(walk, denoise, x, draw_noise).astype(np.float32)
+        return self.pipeline.sample(
+            self.run_denoiser, n, labels, seed, batch_size=batch_size, steps=steps, eta=eta,
+            guidance_scale=guidance_scale, sampler=sampler, max_images=self.max_images,
+        )
 
     def generate(self, n, labels=None, seed=None, batch_size=None, steps=None, eta=None,
                  guidance_scale=None, sampler=None) -> np.ndarray:

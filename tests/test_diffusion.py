@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from exporters import diffusion_pipeline
 from zoo.diffusion import samplers
 from zoo.diffusion.schedules import PREDICTIONS, NoiseSchedule
 
@@ -104,9 +105,10 @@ def _oracle(schedule, x0, prediction):
     """The exact denoiser of a one-point data distribution at x0."""
 
     def denoise(x_t, t):
-        a = schedule.alphas_cumprod[t]
+        t = t.astype(np.int64)  # the pipeline hands the step's timestep as float32, per image
+        a = schedule.alphas_cumprod[t][:, None, None, None]
         eps = (x_t - np.sqrt(a) * x0) / np.sqrt(1 - a)
-        return schedule.prediction_target(prediction, x0, eps, np.full(len(x0), t))
+        return schedule.prediction_target(prediction, x0, eps, t)
 
     return denoise
 
@@ -119,7 +121,8 @@ def test_ddim_with_an_exact_denoiser_lands_on_the_data(prediction, steps):
     x0 = rng.uniform(-0.9, 0.9, (3, 4, 4, 1))
     sampler = samplers.DDIMSampler(schedule, steps, prediction, eta=0.0)
     assert not sampler.stochastic
-    out = samplers.run(sampler, _oracle(schedule, x0, prediction), rng.normal(size=x0.shape))
+    x_T = rng.normal(size=x0.shape)
+    out = diffusion_pipeline.run(sampler, _oracle(schedule, x0, prediction), x_T)
     np.testing.assert_allclose(out, x0, atol=1e-6)
 
 

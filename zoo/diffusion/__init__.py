@@ -1,8 +1,9 @@
 """Diffusion: weightless noise schedules and samplers (numpy at import) and the DDPM family.
 
 `zoo.diffusion.schedules` and `zoo.diffusion.samplers` re-export `exporters.diffusion_schedules`
-and `exporters.diffusion_samplers` (numpy only; the TF-free runtime uses them); `zoo.diffusion.model`
-(the Keras models "ddpm" and "cddpm") loads on first use.
+and `exporters.diffusion_samplers` (numpy only; the TF-free runtime uses them); the sampling loop
+is `exporters.diffusion_pipeline`; `zoo.diffusion.model` (the Keras models "ddpm" and "cddpm")
+loads on first use.
 """
 
 import importlib

@@ -5,7 +5,8 @@ default) or `sampler="ddpm"` (ancestral). `generator` is the denoiser with the E
 [x_t, t [, label]] -> prediction, which is what exporters export; `schedule_config()` gives
 what a runtime needs beside it to run the sampling loop itself (e.g. in numpy over ONNX Runtime),
 and `sampling_function(steps)` a tf.function of the whole loop (z [, label]) -> images, for a
-second SavedModel signature.
+second SavedModel signature. All three sample with the one loop of `exporters.diffusion_pipeline`.
+`model([x_t, t [, label]])` is the EMA denoiser (`call`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from exporters.diffusion_pipeline import DiffusionPipeline
+from exporters.diffusion_samplers import Sampler
+from exporters.diffusion_schedules import PREDICTIONS, SCHEDULES, NoiseSchedule
 from zoo import networks
 from zoo.base import (
     DEFAULT_SAMPLE_BATCH,
     GenerativeModel,
     check_count,
     check_image_shape,
-    check_labels,
     unpack_batch,
 )
-from zoo.diffusion import samplers as samplers_lib
-from zoo.diffusion.schedules import PREDICTIONS, SCHEDULES, NoiseSchedule
 from zoo.registry import register
 
 
@@ -52,6 +53,7 @@ class DiffusionModel(GenerativeModel):
         self,
         image_shape=(28, 28, 1),
         num_classes: int = 0,
+        *,
         base_filters: int = 32,
         channel_multipliers=(1, 2, 2),
         blocks_per_level: int = 1,
@@ -77,7 +79,10 @@ class DiffusionModel(GenerativeModel):
                 f"a diffusion model's latent is x_T, one value per pixel: latent_dim is "
                 f"{pixels} for image_shape={image_shape!r}, got latent_dim={latent_dim!r}"
             )
-        super().__init__(image_shape, pixels, num_classes, seed, **kwargs)
+        super().__init__(
+            image_shape=image_shape, latent_dim=pixels, num_classes=num_classes, seed=seed,
+            **kwargs,
+        )
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not one of {sorted(SCHEDULES)}")
         if prediction not in PREDICTIONS:
@@ -102,7 +107,7 @@ class DiffusionModel(GenerativeModel):
         self.sampling_steps = sampling_steps
         self.eta = float(eta)
         self.clip_denoised = bool(clip_denoised)
-        self.make_sampler()  # a clear error now for a bad sampler, steps or eta
+        _ = self.pipeline  # a clear error now for a bad sampler, steps, eta or guidance_scale
 
         self.denoiser = self.build_denoiser("denoiser")
         self.ema_denoiser = self.build_denoiser("ema_denoiser")
@@ -121,6 +126,14 @@ class DiffusionModel(GenerativeModel):
     def generator(self):
         """The EMA denoiser: what sampling uses and exporters export."""
         return self.ema_denoiser
+
+    def call(self, inputs, training=False):
+        """`model([x_t, t])` (or `[x_t, t, label]` for CDDPM): the EMA denoiser's prediction
+        (noise, v or x_0 per `prediction`), exactly `model.generator(inputs)`. x_t is
+        (n, H, W, C) float32, t (n,) float32 timesteps in [0, timesteps), label (n,) int32 in
+        [0, num_classes] (num_classes: no label). Training runs `train_step` on `denoiser`,
+        never this; the EMA weights have no training mode, so `training` is ignored."""
+        return self.generator(inputs, training=False)
 
     @property
     def null_label(self):
@@ -177,18 +190,10 @@ class DiffusionModel(GenerativeModel):
             "inputs": ["x_t", "t", "label"] if self.num_classes else ["x_t", "t"],
         }
 
-    def make_sampler(self, steps=None, eta=None, sampler=None) -> samplers_lib.Sampler:
+    def make_sampler(self, steps=None, eta=None, sampler=None) -> Sampler:
         """The model's sampler, with its defaults (`sampler`, `sampling_steps`, `eta`) for
         whatever is None. eta is a DDIM option; the DDPM sampler takes none."""
-        kind = self.sampler if sampler is None else sampler
-        options = {
-            "steps": self.sampling_steps if steps is None else steps,
-            "prediction": self.prediction,
-            "clip_denoised": self.clip_denoised,
-        }
-        if eta is not None or "eta" in samplers_lib.accepted_options(kind):
-            options["eta"] = self.eta if eta is None else eta
-        return samplers_lib.make_sampler(kind, self.noise_schedule, **options)
+        return self.pipeline.make_sampler(steps, eta, sampler)
 
     # ---- training -----------------------------------------------------------------------
     def diffusion_loss(self, images, labels, training):
@@ -268,15 +273,21 @@ class DiffusionModel(GenerativeModel):
             inputs.append((np.arange(n) % (self.num_classes + 1)).astype(np.int32))
         return inputs
 
-    def _check_guidance(self, guidance_scale):
-        if guidance_scale is None:
-            return self.guidance_scale if self.num_classes else 1.0
-        if not self.num_classes and guidance_scale != 1.0:
-            raise ValueError(
-                f"guidance_scale={guidance_scale!r} needs a class-conditional model "
-                "(this one is unconditional)"
-            )
-        return float(guidance_scale)
+    @property
+    def pipeline(self) -> DiffusionPipeline:
+        """The one sampling loop (`exporters.diffusion_pipeline`) with this model's schedule and
+        current sampling defaults: what `sample`, `sampling_function` and the runtime run."""
+        return DiffusionPipeline(
+            self.noise_schedule,
+            self.image_shape,
+            num_classes=self.num_classes,
+            prediction=self.prediction,
+            clip_denoised=self.clip_denoised,
+            sampler=self.sampler,
+            steps=self.sampling_steps,
+            eta=self.eta,
+            guidance_scale=self.guidance_scale if self.num_classes else None,
+        )
 
     def _prediction_function(self):
         """The EMA denoiser as a tf.function with a dynamic batch (one trace)."""
@@ -295,32 +306,30 @@ class DiffusionModel(GenerativeModel):
             function = self._cache.functions["predict"] = predict
         return function
 
+    def _numpy_denoise_raw(self):
+        """The pipeline's `denoise_raw(x_t, t, labels)` in numpy over the compiled denoiser."""
+        predict = self._prediction_function()
+
+        def denoise_raw(x_t, t, labels):
+            inputs = [x_t, t] + ([labels] if labels is not None else [])
+            return predict(*inputs).numpy()
+
+        return denoise_raw
+
     def denoise(self, x_t, t, labels=None, guidance_scale=None, batch_size=DEFAULT_SAMPLE_BATCH):
         """EMA denoiser output for x_t at timestep(s) t (numpy), with classifier-free guidance
         `guidance_scale` for a conditional model (None: the model's `guidance_scale`)."""
-        x_t = np.asarray(x_t, np.float32)
-        n = len(x_t)
-        t = np.broadcast_to(np.asarray(t, np.float32), (n,))
-        scale = self._check_guidance(guidance_scale)
-        labels = check_labels(labels, n, self.num_classes)
-        if labels is not None and scale != 1.0:
-            # one pass on [x; x] with [labels; null]: conditional and unconditional together
-            both = self.denoise_raw(
-                np.concatenate([x_t, x_t]), np.concatenate([t, t]),
-                np.concatenate([labels, np.full(n, self.num_classes, np.int32)]), batch_size,
-            )
-            return samplers_lib.guide(both[:n], both[n:], np.float32(scale))
-        return self.denoise_raw(x_t, t, labels, batch_size)
+        return self.pipeline.denoise(
+            self._numpy_denoise_raw(), x_t, t, labels, guidance_scale, batch_size
+        )
 
     def denoise_raw(self, x_t, t, labels=None, batch_size=DEFAULT_SAMPLE_BATCH):
         """The EMA denoiser on given inputs in batches; labels may include the null label."""
-        predict = self._prediction_function()
-        outputs = []
-        for start in range(0, len(x_t), batch_size):
-            chunk = slice(start, start + batch_size)
-            inputs = [x_t[chunk], t[chunk]] + ([labels[chunk]] if labels is not None else [])
-            outputs.append(predict(*inputs).numpy())
-        return np.concatenate(outputs)
+        x_t = np.asarray(x_t, np.float32)
+        t = np.broadcast_to(np.asarray(t, np.float32), (len(x_t),))
+        labels = None if labels is None else np.asarray(labels, np.int32)
+        denoise = self.pipeline.denoiser(self._numpy_denoise_raw(), labels, 1.0, batch_size)
+        return denoise(x_t, t)
 
     def sample(
         self,
@@ -334,15 +343,11 @@ class DiffusionModel(GenerativeModel):
         sampler=None,
     ):
         """n images float32 NHWC in [-1, 1] from the EMA denoiser; the same seed, the same
-        images. Defaults: the model's `sampler` ("ddim"), `sampling_steps`, `eta` and, for a
-        conditional model, `guidance_scale`."""
-        n = check_count(n)
-        labels = check_labels(labels, n, self.num_classes)
-        rng = np.random.default_rng(seed)
-        z = rng.standard_normal((n, self.latent_dim), dtype=np.float32)
-        return self.generate(
-            z, labels, batch_size, steps=steps, eta=eta, guidance_scale=guidance_scale,
-            sampler=sampler, rng=rng,
+        images (the runtime's too). Defaults: the model's `sampler` ("ddim"), `sampling_steps`,
+        `eta` and, for a conditional model, `guidance_scale`."""
+        return self.pipeline.sample(
+            self._numpy_denoise_raw(), n, labels, seed, batch_size=batch_size, steps=steps,
+            eta=eta, guidance_scale=guidance_scale, sampler=sampler,
         )
 
     def generate(
@@ -358,62 +363,49 @@ class DiffusionModel(GenerativeModel):
     ) -> np.ndarray:
         """Run the sampler from x_T = z ((n, latent_dim) or (n, H, W, C)); stochastic steps
         draw their noise from `rng` (a numpy Generator) in order."""
-        z = np.asarray(z, np.float32)
-        x = z.reshape((len(z), *self.image_shape))
-        scale = self._check_guidance(guidance_scale)
-        walk = self.make_sampler(steps, eta, sampler)
-        rng = np.random.default_rng() if rng is None else rng
-
-        def draw_noise(shape):
-            return rng.standard_normal((shape[0], self.latent_dim), dtype=np.float32).reshape(shape)
-
-        def denoise(x_t, t):
-            return self.denoise(x_t, t, labels, scale, batch_size)
-
-        return samplers_lib.run(walk, denoise, x, draw_noise).astype(np.float32)
+        return self.pipeline.generate(
+            self._numpy_denoise_raw(), z, labels, rng=rng, batch_size=batch_size, steps=steps,
+            eta=eta, guidance_scale=guidance_scale, sampler=sampler,
+        )
 
     def sampling_function(self, steps=None, eta=None, guidance_scale=None, sampler=None, seed=0):
         """A tf.function (z [, label]) -> images running the whole sampling loop in the graph
-        (a tf.while_loop over the steps), input z (batch, H, W, C) = x_T, for a SavedModel
-        signature. It captures the EMA denoiser's variables: save it beside `generator`.
-        Stochastic samplers draw stateless noise from (seed, step)."""
-        walk = self.make_sampler(steps, eta, sampler)
-        scale = self._check_guidance(guidance_scale)
+        (the pipeline's loop under a tf.while_loop), input z (batch, H, W, C) = x_T, for a
+        SavedModel signature. It captures the EMA denoiser's variables: save it beside
+        `generator`. Stochastic samplers draw stateless noise from (seed, step)."""
+        pipeline = self.pipeline
+        pipeline.make_sampler(steps, eta, sampler)  # bad options fail here, not when traced
+        pipeline.check_guidance(guidance_scale)
         generator = self.generator
-        num_classes = self.num_classes
-        timesteps = tf.constant(walk.timesteps.astype(np.float32))
         specs = [tf.TensorSpec((None, *self.image_shape), tf.float32, name="z")]
-        if num_classes:
+        if self.num_classes:
             specs.append(tf.TensorSpec((None,), tf.int32, name="label"))
 
-        def predict(x, t, labels):
-            batch = tf.shape(x)[0]
-            t = tf.fill([batch], t)
-            if not num_classes:
-                return generator([x, t], training=False)
-            if scale == 1.0:
-                return generator([x, t, labels], training=False)
-            both = generator(
-                [tf.concat([x, x], 0), tf.concat([t, t], 0),
-                 tf.concat([labels, tf.fill([batch], num_classes)], 0)],
-                training=False,
-            )
-            return samplers_lib.guide(both[:batch], both[batch:], scale)
+        def denoise_raw(x_t, t, labels):
+            inputs = [x_t, t] + ([labels] if labels is not None else [])
+            return tf.cast(generator(inputs, training=False), tf.float32)
+
+        def draw_noise(i, like):
+            return tf.random.stateless_normal(tf.shape(like), seed=tf.stack([seed, i]))
 
         def loop(z, label):
-            def body(i, x):
-                output = tf.cast(predict(x, timesteps[i], label), tf.float32)
-                noise = None
-                if walk.stochastic:
-                    noise = tf.random.stateless_normal(tf.shape(x), seed=tf.stack([seed, i]))
-                return i + 1, walk.step(output, i, x, noise, xp=ops)
+            return pipeline.generate(
+                denoise_raw, z, label, steps=steps, eta=eta, guidance_scale=guidance_scale,
+                sampler=sampler, draw_noise=draw_noise, xp=ops, driver=_while_loop,
+            )
 
-            _, x = tf.while_loop(lambda i, x: i < walk.num_steps, body, (tf.constant(0), z))
-            return tf.clip_by_value(x, -1.0, 1.0)
-
-        if num_classes:
+        if self.num_classes:
             return tf.function(lambda z, label: loop(z, label), input_signature=specs)
         return tf.function(lambda z: loop(z, None), input_signature=specs)
+
+
+def _while_loop(num_steps, body, x):
+    """The graph driver of the pipeline's loop: x = body(i, x) for i < num_steps, in a
+    tf.while_loop (one trace of the body, whatever the number of steps)."""
+    _, x = tf.while_loop(
+        lambda i, x: i < num_steps, lambda i, x: (i + 1, body(i, x)), (tf.constant(0), x)
+    )
+    return x
 
 
 @register("ddpm")
@@ -424,6 +416,7 @@ class DDPM(DiffusionModel):
     def __init__(
         self,
         image_shape=(28, 28, 1),
+        *,
         base_filters: int = 32,
         channel_multipliers=(1, 2, 2),
         blocks_per_level: int = 1,
@@ -442,9 +435,12 @@ class DDPM(DiffusionModel):
         **kwargs,
     ):
         super().__init__(
-            image_shape, 0, base_filters, channel_multipliers, blocks_per_level, attention,
-            schedule, timesteps, schedule_params, prediction, ema_decay, 0.0, 1.0, sampler,
-            sampling_steps, eta, clip_denoised, latent_dim, seed, **kwargs,
+            image_shape, 0, base_filters=base_filters, channel_multipliers=channel_multipliers,
+            blocks_per_level=blocks_per_level, attention=attention, schedule=schedule,
+            timesteps=timesteps, schedule_params=schedule_params, prediction=prediction,
+            ema_decay=ema_decay, label_dropout=0.0, guidance_scale=1.0, sampler=sampler,
+            sampling_steps=sampling_steps, eta=eta, clip_denoised=clip_denoised,
+            latent_dim=latent_dim, seed=seed, **kwargs,
         )
 
 
@@ -461,6 +457,7 @@ class CDDPM(DiffusionModel):
         self,
         image_shape=(28, 28, 1),
         num_classes: int = 10,
+        *,
         base_filters: int = 32,
         channel_multipliers=(1, 2, 2),
         blocks_per_level: int = 1,
@@ -481,10 +478,13 @@ class CDDPM(DiffusionModel):
         **kwargs,
     ):
         super().__init__(
-            image_shape, num_classes, base_filters, channel_multipliers, blocks_per_level,
-            attention, schedule, timesteps, schedule_params, prediction, ema_decay,
-            label_dropout, guidance_scale, sampler, sampling_steps, eta, clip_denoised,
-            latent_dim, seed, **kwargs,
+            image_shape, num_classes, base_filters=base_filters,
+            channel_multipliers=channel_multipliers, blocks_per_level=blocks_per_level,
+            attention=attention, schedule=schedule, timesteps=timesteps,
+            schedule_params=schedule_params, prediction=prediction, ema_decay=ema_decay,
+            label_dropout=label_dropout, guidance_scale=guidance_scale, sampler=sampler,
+            sampling_steps=sampling_steps, eta=eta, clip_denoised=clip_denoised,
+            latent_dim=latent_dim, seed=seed, **kwargs,
         )
 
     def get_config(self):

@@ -9,6 +9,5 @@ from exporters.diffusion_samplers import (  # noqa: F401
     accepted_options,
     guide,
     make_sampler,
-    run,
     trailing_timesteps,
 )
