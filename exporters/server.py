@@ -61,7 +61,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -74,6 +75,7 @@ MAX_IMAGES_JSON = 256
 MAX_IMAGES_PNG = 1024
 MAX_IMAGES_V2 = 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
+DRAIN_FACTOR = 4  # an oversized body is read and dropped up to this many times the limit
 REQUEST_FIELDS = ("n", "labels", "seed", "steps", "guidance_scale")
 DIFFUSION_FIELDS = ("steps", "guidance_scale")
 V2_DIFFUSION_PARAMETERS = ("steps", "eta", "guidance_scale", "sampler", "seed")
@@ -134,6 +136,13 @@ class BadRequest(ValueError):
         super().__init__(message)
         self.status = int(status)
         self.headers = headers
+
+
+class JSONResponse(StarletteJSONResponse):
+    """JSON rendered as `json.dumps` renders it (the bytes the stdlib server sent before)."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content).encode("utf-8")
 
 
 def error_response(message, status, headers=None) -> JSONResponse:
@@ -217,33 +226,47 @@ def images_response(images: np.ndarray, kind: str) -> Response:
         np.save(buffer, images, allow_pickle=False)
         return Response(buffer.getvalue(), media_type="application/x-npy", headers=headers)
     payload = {"images": images.tolist(), "shape": list(images.shape), "dtype": str(images.dtype)}
-    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+    return Response(json.dumps(payload), media_type="application/json")
 
 
 # ---- the body, read with a size limit and a time limit ---------------------------------------
 async def read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The whole body (Content-Length or chunked), or 411/413/408 as BadRequest."""
+    """The whole body (Content-Length or chunked), or 413/408 as BadRequest.
+
+    A body over the limit is still read and dropped up to DRAIN_FACTOR x the limit (within the
+    timeout), so an ordinary client gets to read the 413 instead of a reset connection; past
+    that the connection is closed after the answer."""
     length = request.headers.get("content-length")
+    declared = None
     if length is not None:
         try:
             declared = int(length)
         except ValueError:
             raise BadRequest(f"bad Content-Length {length!r}") from None
-        if declared > limit:
-            raise BadRequest(f"body must be at most {limit} bytes, got Content-Length {declared}",
-                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"Connection": "close"})
     chunks, size = [], 0
+
+    def too_large():
+        got = f"Content-Length {declared}" if declared is not None else f"more than {limit}"
+        return BadRequest(f"body must be at most {limit} bytes, got {got}",
+                          HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"Connection": "close"})
+
+    if declared is not None and declared > DRAIN_FACTOR * limit:
+        raise too_large()
     try:
         with anyio.fail_after(timeout):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise BadRequest(f"body must be at most {limit} bytes, got more than {limit}",
-                                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"Connection": "close"})
-                chunks.append(chunk)
+                    chunks = None
+                    if size > DRAIN_FACTOR * limit:
+                        break
+                elif chunks is not None:
+                    chunks.append(chunk)
     except TimeoutError:
         raise BadRequest(f"request body not received within {timeout:g} s (got {size} bytes)",
                          HTTPStatus.REQUEST_TIMEOUT, {"Connection": "close"}) from None
+    if chunks is None or (declared is not None and declared > limit):
+        raise too_large()
     return b"".join(chunks)
 
 
@@ -507,8 +530,17 @@ class GeneratorService:
             raise BadRequest(f"parameters: {error}") from None
 
         def sample():
-            x = feeds["z"].reshape((len(feeds["z"]), *generator.image_shape))
+            z = feeds["z"]
+            # stochastic steps continue default_rng(seed) as if x_T had come from it: z =
+            # latents(n, latent_dim, seed) gives exactly /v1's images for that seed
             rng = np.random.default_rng(seed)
+            rng.standard_normal(z.shape, dtype=np.float32)
+            if hasattr(generator, "pipeline"):
+                return generator.pipeline.generate(
+                    generator.run_denoiser, z, labels, rng=rng, steps=options["steps"],
+                    eta=options["eta"], guidance_scale=scale, sampler=options["sampler"],
+                )
+            x = z.reshape((len(z), *generator.image_shape))  # the runtime before the pipeline
 
             def draw_noise(shape):
                 return rng.standard_normal((shape[0], generator.latent_dim),
@@ -517,9 +549,9 @@ class GeneratorService:
             def denoise(x_t, t):
                 return generator.denoise(x_t, t, labels, scale)
 
-            return generator.samplers_lib.run(walk, denoise, x, draw_noise).astype(np.float32)
+            return generator.samplers_lib.run(walk, denoise, x, draw_noise)
 
-        return {"images": await self.run_blocking(sample)}
+        return {"images": np.asarray(await self.run_blocking(sample), np.float32)}
 
 
 def infer_response(service, request: dict, results: dict, outputs: list) -> Response:

@@ -1,6 +1,8 @@
 """`zoo serve` with real HTTP requests on 127.0.0.1: endpoints, 4xx for every bad request while
-the server stays up, a bounded concurrent load, and the CLI end to end (train -> export ->
-sample -> serve)."""
+the server stays up, compact outputs, body/header limits (chunked bodies, oversize, slow and
+vanished clients), dynamic batching with per-request seeds, CORS, OpenAPI, access logs,
+`--workers`, and the CLI end to end (train -> export -> sample -> serve). The Open Inference
+Protocol (v2) is in test_serve_v2.py."""
 
 from __future__ import annotations
 
@@ -45,9 +47,9 @@ def call(address, method, path, body=None, headers=None, timeout=60):
         connection.close()
 
 
-def _running_server(artifact):
+def _running_server(artifact, **settings):
     """A server on a free loopback port for the duration of a fixture."""
-    srv = server.make_server(artifact, "127.0.0.1", 0)
+    srv = server.make_server(artifact, "127.0.0.1", 0, **settings)
     srv.start_background()
     yield srv
     srv.shutdown()
@@ -126,8 +128,9 @@ def test_oversized_and_malformed_bodies(cgan_server):
     address = cgan_server.server_address[:2]
     status, _, reply = call(address, "POST", "/v1/generate", "x" * (server.MAX_BODY_BYTES + 1))
     assert status == 413 and "at most" in json.loads(reply)["error"]
-    status, _, reply = call(address, "POST", "/v1/generate", "{}", {"Content-Length": "-1"})
-    assert status == 413 or status == 400
+    assert str(server.MAX_BODY_BYTES + 1) in json.loads(reply)["error"]
+    status, kind, reply = call(address, "POST", "/v1/generate", "{}", {"Content-Length": "-1"})
+    assert status == 400 and kind == "application/json" and "malformed" in json.loads(reply)["error"]
     assert call(address, "GET", "/health")[0] == 200
 
 
@@ -158,6 +161,301 @@ def test_concurrent_requests_are_all_served(cgan_server):
     for i, (_, _, body) in enumerate(replies):
         by_request.setdefault((i % 2, i % 4, i % 10), set()).add(body)
     assert all(len(bodies) == 1 for bodies in by_request.values())  # deterministic under load
+
+
+# ---- compact outputs, limits, batching, CORS, OpenAPI (on the committed pretrained export) ------
+COMMITTED = Path(__file__).resolve().parents[1] / "saved_models"
+
+
+@pytest.fixture(scope="module")
+def artifact_copy(tmp_path_factory):
+    """A copy of the committed cgan export: the tests check nothing is ever written into it."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("artifact") / "export"
+    shutil.copytree(COMMITTED / "cgan-mnist5k" / "export", folder)
+    return folder
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def tuned_server(artifact_copy):
+    """Small limits so each can be crossed cheaply; a batching delay so bursts merge."""
+    before = snapshot(artifact_copy)
+    yield from _running_server(artifact_copy / "generator.onnx", max_body_bytes=2048,
+                               body_timeout=1.0, max_delay=0.05)
+    assert snapshot(artifact_copy) == before  # nothing written beside the artifact
+
+
+def test_compact_outputs_equal_the_json_images(tuned_server):
+    address = tuned_server.server_address[:2]
+    request = {"n": 5, "labels": [1, 2, 3, 4, 5], "seed": 7}
+    expected = tuned_server.generator.generate(5, labels=[1, 2, 3, 4, 5], seed=7)
+    _, _, body = call(address, "POST", "/v1/generate", request)
+    assert np.array_equal(np.asarray(json.loads(body)["images"], np.uint8), expected)
+
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    connection.request("POST", "/v1/generate", json.dumps(request),
+                       {"Accept": "application/octet-stream"})
+    response = connection.getresponse()
+    raw = response.read()
+    assert response.status == 200 and response.getheader("X-Shape") == "5,28,28,1"
+    assert response.getheader("X-Dtype") == "uint8" and len(raw) == expected.size
+    assert np.array_equal(np.frombuffer(raw, np.uint8).reshape(expected.shape), expected)
+    connection.request("POST", "/v1/generate", json.dumps(request), {"Accept": "application/x-npy"})
+    response = connection.getresponse()
+    assert response.getheader("Content-Type") == "application/x-npy"
+    assert np.array_equal(np.load(io.BytesIO(response.read())), expected)
+    connection.close()
+
+
+def test_chunked_bodies_are_read_and_limited(tuned_server):
+    address = tuned_server.server_address[:2]
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    parts = [b'{"n": 2, ', b'"labels": [3, 4], ', b'"seed": 0}']
+    connection.request("POST", "/v1/generate", body=iter(parts),
+                       headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 200, response.read()
+    assert json.loads(response.read())["shape"] == [2, 28, 28, 1]
+    connection.close()
+
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    connection.request("POST", "/v1/generate", body=iter([b" " * 1000] * 3),
+                       headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 413 and "at most 2048" in json.loads(response.read())["error"]
+    connection.close()
+    assert call(address, "GET", "/health")[0] == 200
+
+
+def test_a_body_that_never_arrives_gets_408(tuned_server):
+    address = tuned_server.server_address[:2]
+    with socket.create_connection(address, timeout=10) as client:
+        client.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        start = time.monotonic()
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+            chunk = client.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    assert time.monotonic() - start < 5
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and b"within 1 s" in body
+    assert call(address, "GET", "/health")[0] == 200
+
+
+def test_batched_requests_give_the_images_they_give_alone(tuned_server):
+    """The same request alone and inside a burst of others: identical bytes; the burst merged."""
+    address = tuned_server.server_address[:2]
+    mine = {"n": 3, "labels": [7, 8, 9], "seed": 11}
+    alone = call(address, "POST", "/v1/generate", mine)[2]
+    stats = tuned_server.app.state.service.batcher.stats
+    largest_before = stats.largest
+
+    def one(i):
+        request = mine if i % 4 == 0 else {"n": 1 + i % 5, "labels": [i % 10] * (1 + i % 5),
+                                           "seed": 100 + i}
+        return request, call(address, "POST", "/v1/generate", request)
+
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(one, range(32)))
+    assert all(status == 200 for _, (status, _, _) in replies)
+    for request, (_, _, body) in replies:
+        if request is mine:
+            assert body == alone
+        else:
+            expected = tuned_server.generator.generate(request["n"], request["labels"],
+                                                       seed=request["seed"])
+            assert np.array_equal(np.asarray(json.loads(body)["images"], np.uint8), expected)
+    assert stats.largest > max(largest_before, 5)  # several requests ran as one call
+
+
+def test_a_full_queue_answers_503_with_retry_after():
+    srv = server.make_server(COMMITTED / "gan-mnist5k" / "export" / "generator.onnx",
+                             "127.0.0.1", 0, max_queue=8, max_delay=1.0)
+    srv.start_background()
+    try:
+        address = srv.server_address[:2]
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(call, address, "POST", "/v1/generate", {"n": 8, "seed": 1})
+            time.sleep(0.3)  # the first waits in the queue for others to join (1 s)
+            connection = http.client.HTTPConnection(*address, timeout=30)
+            connection.request("POST", "/v1/generate", json.dumps({"n": 1, "seed": 2}))
+            response = connection.getresponse()
+            assert response.status == 503 and response.getheader("Retry-After") == "1"
+            assert "queue is full" in json.loads(response.read())["error"]
+            connection.close()
+            assert first.result()[0] == 200
+        assert call(address, "POST", "/v1/generate", {"n": 1, "seed": 2})[0] == 200
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_cors_is_off_by_default_and_allows_one_origin(tuned_server):
+    address = tuned_server.server_address[:2]
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    connection.request("GET", "/health", headers={"Origin": "http://elsewhere.test"})
+    response = connection.getresponse()
+    response.read()
+    assert response.getheader("Access-Control-Allow-Origin") is None
+    connection.close()
+
+    srv = server.make_server(COMMITTED / "gan-mnist5k" / "export", "127.0.0.1", 0,
+                             cors_origin="http://app.test")
+    srv.start_background()
+    try:
+        connection = http.client.HTTPConnection(*srv.server_address[:2], timeout=30)
+        connection.request("OPTIONS", "/v1/generate", headers={
+            "Origin": "http://app.test", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        assert response.getheader("Access-Control-Allow-Origin") == "http://app.test"
+        connection.request("POST", "/v1/generate", json.dumps({"n": 1}),
+                           {"Origin": "http://app.test", "Accept": "application/octet-stream"})
+        response = connection.getresponse()
+        response.read()
+        assert response.getheader("Access-Control-Allow-Origin") == "http://app.test"
+        assert "X-Shape" in response.getheader("Access-Control-Expose-Headers")
+        connection.request("OPTIONS", "/v1/generate", headers={
+            "Origin": "http://evil.test", "Access-Control-Request-Method": "POST"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 400 and response.getheader("Access-Control-Allow-Origin") is None
+        connection.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_openapi_and_offline_docs(tuned_server):
+    address = tuned_server.server_address[:2]
+    status, kind, body = call(address, "GET", "/openapi.json")
+    spec = json.loads(body)
+    assert status == 200 and spec["openapi"].startswith("3.")
+    for path in ("/health", "/v1/metadata", "/v1/generate", "/v1/generate.png",
+                 "/v2/models/generator/infer", "/v2/health/ready"):
+        assert path in spec["paths"], path
+    assert spec["paths"]["/v1/generate"]["post"]["requestBody"]["content"][
+        "application/json"]["example"]["labels"] == [0, 1, 2, 3]
+    status, kind, page = call(address, "GET", "/docs")
+    assert status == 200 and kind.startswith("text/html") and b"openapi.json" in page
+    assert b"http://" not in page and b"https://" not in page  # nothing fetched from elsewhere
+
+
+# ---- a real `zoo serve` process: access log, slow and vanished clients, --workers ---------------
+class ServeProcess:
+    def __init__(self, *args):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [*ZOO, "serve", *map(str, args), "--port", str(self.port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.address = ("127.0.0.1", self.port)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if call(self.address, "GET", "/health", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert self.process.poll() is None, self.process.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.2)
+
+    def threads(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines()
+                        if line.startswith("Threads:")))
+
+    def children(self) -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    def stop(self) -> tuple[str, str]:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.communicate()
+
+
+def test_slowloris_and_vanished_clients_cost_a_bounded_amount(artifact_copy):
+    """100 connections that never finish their headers are closed within the header timeout,
+    /health answers throughout, the thread count stays flat; clients that vanish mid-request
+    print no traceback; every request is one access-log line."""
+    served = ServeProcess(artifact_copy / "generator.onnx", "--header-timeout", "2",
+                          "--body-timeout", "2")
+    stalled = []
+    try:
+        call(served.address, "POST", "/v1/generate", {"n": 2, "labels": [1, 2], "seed": 0})
+        threads = served.threads()
+        start = time.monotonic()
+        for i in range(100):
+            client = socket.create_connection(served.address, timeout=10)
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * (i % 7))
+            stalled.append(client)
+        for _ in range(5):
+            assert call(served.address, "GET", "/health", timeout=5)[0] == 200
+            time.sleep(0.2)
+        assert served.threads() <= threads + 2
+        closed = 0
+        for client in stalled:
+            try:
+                closed += client.recv(1024) == b""
+            except ConnectionResetError:
+                closed += 1
+        assert closed == 100 and time.monotonic() - start < 2 + 6
+
+        for i in range(10):  # vanished clients: mid-body, and before the (large) answer
+            client = socket.create_connection(served.address, timeout=10)
+            if i % 2:
+                client.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n"
+                               b"\r\n{\"n\":")
+            else:
+                body = json.dumps({"n": 256, "labels": [1] * 256}).encode()
+                client.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                               + str(len(body)).encode() + b"\r\n\r\n" + body)
+            client.close()
+        time.sleep(3)
+        assert call(served.address, "GET", "/health")[0] == 200
+    finally:
+        for client in stalled:
+            client.close()
+        _, stderr = served.stop()
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if '"GET /health HTTP/1.1" 200' in line]
+    assert len(lines) >= 6 and all(line.count("GET /health") == 1 for line in lines)
+
+
+def test_workers_serve_from_several_processes(artifact_copy):
+    served = ServeProcess(artifact_copy, "--workers", "2", "--quiet")
+    try:
+        assert len(served.children()) >= 2
+        status, _, body = call(served.address, "POST", "/v1/generate",
+                               {"n": 2, "labels": [5, 6], "seed": 3})
+        assert status == 200
+        expected = runtime.load(artifact_copy / "generator.onnx").generate(2, [5, 6], seed=3)
+        assert np.array_equal(np.asarray(json.loads(body)["images"], np.uint8), expected)
+    finally:
+        _, stderr = served.stop()
+    assert "Traceback" not in stderr and "GET /health" not in stderr  # --quiet: no access log
 
 
 # ---- the CLI end to end -------------------------------------------------------------------------
