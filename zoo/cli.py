@@ -220,12 +220,31 @@ def command_plot(args) -> None:
         print(path)
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def command_serve(args) -> None:
     from exporters import server
 
     if args.port > 65535:
         raise CommandError(f"--port must be at most 65535, got {args.port}")
-    server.serve(args.artifact, host=args.host, port=args.port)
+    if args.max_delay_ms > 10_000:
+        raise CommandError(f"--max-delay-ms must be at most 10000, got {args.max_delay_ms}")
+    server.serve(
+        args.artifact, host=args.host, port=args.port, workers=args.workers,
+        verbose=not args.quiet, cors_origin=args.cors_origin, model_name=args.model_name,
+        max_batch=args.max_batch, max_delay=args.max_delay_ms / 1000, max_queue=args.max_queue,
+        max_body_bytes=args.max_body_bytes, max_connections=args.max_connections,
+        header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+        keep_alive=args.keep_alive,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -307,6 +326,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact", metavar="ARTIFACT")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=non_negative_int, default=8000)
+    p.add_argument("--workers", type=positive_int, default=1, help="server processes")
+    p.add_argument("--cors-origin", help="allow browser calls from this origin (default: none)")
+    p.add_argument("--model-name", default="generator",
+                   help="the model's name in the /v2 (Open Inference Protocol) paths")
+    p.add_argument("--max-batch", type=positive_int, default=256,
+                   help="dynamic batching: most images merged into one runtime call")
+    p.add_argument("--max-delay-ms", type=non_negative_int, default=5,
+                   help="dynamic batching: longest wait for other requests to join a batch")
+    p.add_argument("--max-queue", type=positive_int, default=4096,
+                   help="images waiting at most; beyond it requests get 503 + Retry-After")
+    p.add_argument("--max-body-bytes", type=positive_int, default=4 * 1024 * 1024)
+    p.add_argument("--max-connections", type=positive_int, default=512,
+                   help="open connections at most (per worker); more get 503")
+    p.add_argument("--header-timeout", type=positive_seconds, default=10.0,
+                   help="seconds a connection may take to send a request's headers")
+    p.add_argument("--body-timeout", type=positive_seconds, default=30.0,
+                   help="seconds a request may take to send its body (else 408)")
+    p.add_argument("--keep-alive", type=positive_int, default=5,
+                   help="seconds an idle keep-alive connection stays open")
+    p.add_argument("--quiet", action="store_true", help="no access log lines")
     p.set_defaults(handler=command_serve)
     return parser
 
