@@ -289,8 +289,9 @@ class GeneratorService:
         self.limiter = anyio.CapacityLimiter(max(1, settings.batch_inflight))
         self.waiting = 0
         entry = generator.entry
-        self.inputs = [dict(spec) for spec in entry["inputs"]]
-        self.outputs = [dict(spec) for spec in entry["outputs"]]
+        # the runtime takes any batch size (a static-batch TFLite file runs chunk by chunk)
+        self.inputs = [{**spec, "shape": [None, *spec["shape"][1:]]} for spec in entry["inputs"]]
+        self.outputs = [{**spec, "shape": [None, *spec["shape"][1:]]} for spec in entry["outputs"]]
         if self.diffusion:  # the pipeline's tensors: starting noise (+ labels) -> images
             self.inputs = [{"name": "z", "dtype": "float32", "shape": [None, generator.latent_dim]}]
             if generator.num_classes:
