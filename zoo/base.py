@@ -22,9 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# The TF-free tier owns the sampling-input rules, so Keras and exported models agree.
+# Private Keras APIs only through compat; the TF-free tier owns the sampling-input rules, so
+# Keras and exported models agree (check_labels is re-exported for the families).
+from exporters import compat
 from exporters.sampling import check_count as check_sample_count
-from exporters.sampling import check_labels  # noqa: F401  (re-exported for the families)
+from exporters.sampling import check_labels
 from exporters.sampling import latents as latent_normal
 from zoo import distribute
 
@@ -91,8 +93,17 @@ def _builds_under_own_policy(init):
     return wrapper
 
 
+@compat.build_without_reading_a_batch  # built in __init__: fit under a strategy reads no batch
 class GenerativeModel(keras.Model):
     """Common ground of the zoo's families. Subclasses set `family` and `optimizer_roles`.
+
+    Constructors: `image_shape` and `latent_dim` (and `num_classes` for conditional families)
+    may be positional, every other argument is keyword-only, and a subclass forwards to its
+    base by keyword, so reordering a signature can never silently swap two values.
+
+    `model(x)` runs `call`, whose meaning each family documents: by default the generator
+    (z [, labels] -> images; a diffusion family's generator is its denoiser). `export`
+    always writes the generator, whatever `call` is.
 
     Precision: pass `dtype="mixed_float16"` or `"mixed_bfloat16"` (or set Keras' global dtype
     policy) when building. Variables, the networks' outputs and every loss stay float32; under
@@ -114,6 +125,7 @@ class GenerativeModel(keras.Model):
     generator_output = "image"
 
     def __init__(self, image_shape, latent_dim: int, num_classes: int = 0, seed=None, **kwargs):
+        # Subclasses call this by keyword: super().__init__(image_shape=..., latent_dim=..., ...).
         super().__init__(**kwargs)
         self.image_shape = check_image_shape(image_shape)
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer)) or (
@@ -147,6 +159,30 @@ class GenerativeModel(keras.Model):
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    # ---- Keras' own entry points: call, export -------------------------------------------
+    def call(self, inputs, training=False):
+        """The generator: z [, labels] -> images NHWC in [-1, 1] (a diffusion family's
+        generator is its denoiser). Families whose `model(x)` means something else override it.
+
+        Training never goes through `call` (each family's `train_step` calls its networks), so
+        `model(x)`, `model.predict` and `model.summary()` are for inference and inspection.
+        """
+        return self.generator(inputs, training=training)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               **kwargs):
+        """Keras' `Model.export` of the GENERATOR (`self.generator`), not of `call`.
+
+        The generator is what every artifact of the zoo holds (DESIGN: exporters only ever see
+        `model.generator`), and `call` is not always it (a VAE's `call` is the reconstruction).
+        Exporting the whole model would also trace the discriminator/encoder variables into
+        the artifact. `exporters.export(model, ...)` is the checked route (float32, manifest,
+        verification); this keeps `model.export(path)` meaning the same for every family.
+        """
+        return self.generator.export(
+            filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs
+        )
 
     # ---- compile: one optimizer per role, built up front --------------------------------
     def default_optimizer(self, role: str) -> keras.optimizers.Optimizer:
@@ -298,15 +334,6 @@ class GenerativeModel(keras.Model):
                 f"{self.family} is conditional: the dataset must yield (images, labels)"
             )
         return tf.cast(tf.reshape(labels, (-1,)), tf.int32)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras' TF trainer builds a model from the first batch, reducing it with
-        # strategy.reduce("MEAN", (images, labels)), which MultiWorkerMirroredStrategy rejects
-        # ("Attempt to convert a value (PerReplica...)"). These models are built in __init__
-        # and their optimizers in compile(): no batch is needed, so none is read.
-        if all(layer.built for layer in self._flatten_layers()):
-            iterator = data_batch = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # ---- fit: check the data before Keras traces anything -------------------------------
     def fit(self, x=None, y=None, *args, **kwargs):

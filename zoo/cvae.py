@@ -27,6 +27,7 @@ class CVAE(VAE):
         image_shape=(28, 28, 1),
         num_classes: int = 10,
         latent_dim: int = 16,
+        *,
         likelihood: str = "bernoulli",
         beta: float = 1.0,
         gaussian_scale: float = 0.1,
@@ -39,7 +40,8 @@ class CVAE(VAE):
             raise ValueError(f"embedding_dim must be a positive integer, got {embedding_dim!r}")
         self.embedding_dim = int(embedding_dim)
         super().__init__(
-            image_shape, latent_dim, likelihood, beta, gaussian_scale, base_filters, seed,
+            image_shape=image_shape, latent_dim=latent_dim, likelihood=likelihood, beta=beta,
+            gaussian_scale=gaussian_scale, base_filters=base_filters, seed=seed,
             num_classes=num_classes, **kwargs,
         )
 

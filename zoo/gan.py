@@ -26,6 +26,7 @@ class AdversarialModel(GenerativeModel):
         image_shape=(28, 28, 1),
         latent_dim: int = 100,
         num_classes: int = 0,
+        *,
         architecture: str = "dcgan",
         base_filters: int = 64,
         upsampling: str = "transpose",
@@ -34,7 +35,10 @@ class AdversarialModel(GenerativeModel):
         seed=None,
         **kwargs,
     ):
-        super().__init__(image_shape, latent_dim, num_classes, seed, **kwargs)
+        super().__init__(
+            image_shape=image_shape, latent_dim=latent_dim, num_classes=num_classes, seed=seed,
+            **kwargs,
+        )
         if architecture not in ARCHITECTURES:
             raise ValueError(
                 f"architecture={architecture!r} is not one of {sorted(ARCHITECTURES)}"
@@ -129,6 +133,7 @@ class GAN(AdversarialModel):
         self,
         image_shape=(28, 28, 1),
         latent_dim: int = 100,
+        *,
         architecture: str = "dcgan",
         base_filters: int = 64,
         upsampling: str = "transpose",
@@ -137,7 +142,8 @@ class GAN(AdversarialModel):
         **kwargs,
     ):
         super().__init__(
-            image_shape, latent_dim, 0, architecture, base_filters, upsampling,
+            image_shape=image_shape, latent_dim=latent_dim, num_classes=0,
+            architecture=architecture, base_filters=base_filters, upsampling=upsampling,
             embedding_dim=embedding_dim, seed=seed, **kwargs,
         )
 
@@ -154,6 +160,7 @@ class CGAN(AdversarialModel):
         image_shape=(28, 28, 1),
         num_classes: int = 10,
         latent_dim: int = 100,
+        *,
         architecture: str = "dcgan",
         base_filters: int = 64,
         upsampling: str = "transpose",
@@ -163,8 +170,9 @@ class CGAN(AdversarialModel):
         **kwargs,
     ):
         super().__init__(
-            image_shape, latent_dim, num_classes, architecture, base_filters, upsampling,
-            conditioning, embedding_dim, seed, **kwargs,
+            image_shape=image_shape, latent_dim=latent_dim, num_classes=num_classes,
+            architecture=architecture, base_filters=base_filters, upsampling=upsampling,
+            conditioning=conditioning, embedding_dim=embedding_dim, seed=seed, **kwargs,
         )
 
     def get_config(self):

@@ -1,7 +1,8 @@
 """Network builders: each returns a plain, built `keras.Model`.
 
-Training logic lives in the model families (`gan.py`, `cgan.py`, `vae.py`); these functions only
-wire layers, so exporters and users can take a generator without any training code attached.
+Training logic lives in the model families (`gan.py` for GAN and CGAN, `wgan_gp.py`, `vae.py`,
+`cvae.py`, `diffusion/model.py`); these functions only wire layers, so exporters and users can
+take a generator without any training code attached.
 
 Conventions: images are NHWC floats in [-1, 1]; conditional networks take a second input
 `label` of int32 class indices with shape (batch,). Normalization layers are synchronized across

@@ -44,6 +44,7 @@ class VAE(GenerativeModel):
         self,
         image_shape=(28, 28, 1),
         latent_dim: int = 16,
+        *,
         likelihood: str = "bernoulli",
         beta: float = 1.0,
         gaussian_scale: float = 0.1,
@@ -52,7 +53,10 @@ class VAE(GenerativeModel):
         num_classes: int = 0,
         **kwargs,
     ):
-        super().__init__(image_shape, latent_dim, num_classes, seed, **kwargs)
+        super().__init__(
+            image_shape=image_shape, latent_dim=latent_dim, num_classes=num_classes, seed=seed,
+            **kwargs,
+        )
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood={likelihood!r} is not one of {sorted(LIKELIHOODS)}")
         if not beta >= 0:
@@ -86,6 +90,18 @@ class VAE(GenerativeModel):
             base_filters=self.base_filters,
         )
         return config
+
+    def call(self, inputs, training=False):
+        """The deterministic reconstruction: images [, labels] -> decode(z_mean) in [-1, 1].
+
+        `model(images)` (a CVAE: `model([images, labels])`) encodes each image, takes the
+        posterior mean z_mean (no sampling, so the same images give the same output) and
+        runs the generator on it: what `reconstruct` returns, as a tensor. The generator
+        itself (z [, labels] -> images) is `model.generator`, and what `export` writes.
+        """
+        images, labels = (inputs[0], inputs[1]) if self.num_classes else (inputs, None)
+        z_mean, _ = self.encoder(self.with_labels(images, labels), training=training)
+        return self.generator(self.with_labels(z_mean, labels), training=training)
 
     def reconstruction_loss(self, images, params):
         return LIKELIHOODS[self.likelihood][0](images, params, self.gaussian_scale)

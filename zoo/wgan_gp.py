@@ -33,6 +33,7 @@ class WGANGP(AdversarialModel):
         self,
         image_shape=(28, 28, 1),
         latent_dim: int = 100,
+        *,
         architecture: str = "dcgan",
         base_filters: int = 64,
         upsampling: str = "transpose",
@@ -47,7 +48,8 @@ class WGANGP(AdversarialModel):
         if not gp_weight >= 0:
             raise ValueError(f"gp_weight must be >= 0, got {gp_weight!r}")
         super().__init__(
-            image_shape, latent_dim, 0, architecture, base_filters, upsampling,
+            image_shape=image_shape, latent_dim=latent_dim, num_classes=0,
+            architecture=architecture, base_filters=base_filters, upsampling=upsampling,
             embedding_dim=embedding_dim, seed=seed, **kwargs,
         )
         self.n_critic = int(n_critic)
