@@ -40,6 +40,7 @@ answer 4xx with {"error": message}, and nothing is ever written next to the arti
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -225,8 +226,37 @@ def images_response(images: np.ndarray, kind: str) -> Response:
         buffer = io.BytesIO()
         np.save(buffer, images, allow_pickle=False)
         return Response(buffer.getvalue(), media_type="application/x-npy", headers=headers)
-    payload = {"images": images.tolist(), "shape": list(images.shape), "dtype": str(images.dtype)}
-    return Response(json.dumps(payload), media_type="application/json")
+    payload = (f'{{"images": {uint8_json(images)}, "shape": {json.dumps(list(images.shape))}, '
+               f'"dtype": "uint8"}}')
+    return Response(payload, media_type="application/json")
+
+
+UINT8_TEXT = np.array([str(i) for i in range(256)], dtype=object)
+
+
+@functools.lru_cache(maxsize=32)
+def _separators(shape: tuple) -> np.ndarray:
+    """The text between consecutive values of a `shape` array in json.dumps(array.tolist()):
+    after flat index k, close and reopen as many brackets as dimensions roll over."""
+    follows = np.arange(1, math.prod(shape))
+    closing = np.zeros(len(follows), np.int64)
+    size = 1
+    for dim in reversed(shape):
+        size *= dim
+        closing += follows % size == 0
+    table = np.array(["]" * i + ", " + "[" * i for i in range(len(shape) + 1)], dtype=object)
+    return table[closing]
+
+
+def uint8_json(images: np.ndarray) -> str:
+    """json.dumps(images.tolist()) for a uint8 array, byte for byte, ~13x faster (the JSON
+    encoder walking 12k one-element lists was the JSON path's bottleneck)."""
+    flat = images.ravel()
+    parts = np.empty(2 * flat.size + 1, dtype=object)
+    parts[0], parts[-1] = "[" * images.ndim, "]" * images.ndim
+    parts[1::2] = UINT8_TEXT[flat]
+    parts[2:-1:2] = _separators(images.shape)
+    return "".join(parts.tolist())
 
 
 # ---- the body, read with a size limit and a time limit ---------------------------------------

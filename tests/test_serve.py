@@ -213,6 +213,13 @@ def test_compact_outputs_equal_the_json_images(tuned_server):
     connection.close()
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 2, 3), (16, 28, 28, 1), (2, 1, 4, 3)])
+def test_fast_uint8_json_is_json_dumps(shape):
+    images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    images.flat[0], images.flat[-1] = 0, 255
+    assert server.uint8_json(images) == json.dumps(images.tolist())
+
+
 def test_chunked_bodies_are_read_and_limited(tuned_server):
     address = tuned_server.server_address[:2]
     connection = http.client.HTTPConnection(*address, timeout=30)
