@@ -24,6 +24,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from exporters import compat
 from zoo import data, distribute, registry
 from zoo.callbacks import SampleGrid
 
@@ -135,7 +136,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             return 0
         self.model.load_weights(str(weights))
         epoch = int(json.loads(metadata.read_text())["epoch"])
-        self.model._initial_epoch = epoch  # as Keras' BackupAndRestore does: fit starts there
+        compat.set_initial_epoch(self.model, epoch)  # as Keras' BackupAndRestore: fit starts there
         return epoch
 
     def _check_workers_agree(self, epoch: int) -> None:
@@ -152,7 +153,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
                 "worker must read the chief's backup; put --out on storage all workers share"
             )
 
-    def _save_model(self):
+    def on_epoch_end(self, epoch, logs=None):
+        # Replaces Keras' own (which calls its private _save_model) with an atomic write.
         directory = Path(self.backup_dir)
         directory.mkdir(parents=True, exist_ok=True)
         partial = directory / f"partial-{self.WEIGHTS}"
@@ -160,7 +162,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         os.replace(partial, directory / self.WEIGHTS)
         write_json_atomically(
             directory / self.METADATA,
-            {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+            {"epoch": epoch + 1, "batch": 0},
         )
 
 
