@@ -362,9 +362,11 @@ ROLES = {"generator": Generator, "encoder": Encoder}
 
 def resolve(path) -> Path:
     """A file path for an artifact, export folder (manifest.json inside) or run folder (export/)."""
+    from exporters.run_folder import RunFolder
+
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no artifact at {str(path)!r}")
+        raise FileNotFoundError(f"no artifact at {str(path)!r} (no such file or folder)")
     if path.is_file():
         return path
     if (path / "saved_model.pb").is_file():
@@ -372,7 +374,11 @@ def resolve(path) -> Path:
             f"{path} is a SavedModel: it needs TensorFlow (tf.saved_model.load(path)"
             ".signatures['serve']); the runtime loads .onnx and .tflite files"
         )
-    folder = path if (path / manifest_lib.MANIFEST_NAME).is_file() else path / "export"
+    run = RunFolder(path)
+    if (path / manifest_lib.MANIFEST_NAME).is_file() or not run.is_run():
+        folder = path  # an export folder (manifest_lib.read says when the manifest is missing)
+    else:  # a run folder: its export/, or an error saying what it lacks
+        folder = run.require_export()
     manifest = manifest_lib.read(folder)
     entries = manifest["artifacts"].values()
     for fmt in PREFERRED_FORMATS:

@@ -1,8 +1,11 @@
 """The `zoo` command end to end on a tiny budget, and its one-line errors."""
 
+import io
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -20,7 +23,9 @@ TINY = ["--dataset", "digits", "--batch-size", "100", "--seed", "1", "--verbose"
 
 
 def run_zoo(*args, timeout=300):
-    return subprocess.run([*ZOO, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*ZOO, *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def assert_one_line_error(result, *fragments):
@@ -51,6 +56,7 @@ def test_train_writes_a_run_folder_and_never_overwrites_it(tmp_path):
     assert list((run / "logs").rglob("events.out.tfevents.*"))
     rows = (run / "history.csv").read_text().strip().splitlines()
     assert rows[0].split(",")[:3] == ["epoch", "d_loss", "g_loss"] and len(rows) == 3
+    assert "val_" not in rows[0] and "NA" not in rows[1]  # no validation data: no empty columns
     config = json.loads((run / "config.json").read_text())
     assert config["status"] == "finished" and config["family"] == "cgan"
     assert config["num_classes"] == 10 and config["image_shape"] == [8, 8, 1]
@@ -85,8 +91,8 @@ class CrashAfterEpoch(keras.callbacks.Callback):
 
 def test_rerun_after_a_crash_resumes_from_the_last_finished_epoch(tmp_path):
     run = tmp_path / "run"
-    settings = dict(dataset="digits", epochs=3, batch_size=100, seed=2, out=run, verbose=0,
-                    model_kwargs={"base_filters": 8, "latent_dim": 8})
+    settings = {"dataset": "digits", "epochs": 3, "batch_size": 100, "seed": 2, "out": run,
+                "verbose": 0, "model_kwargs": {"base_filters": 8, "latent_dim": 8}}
     with pytest.raises(RuntimeError, match="simulated crash"):
         # the crash comes after the backup of epoch 2 is written (callbacks run in order)
         zoo_train.train("gan", **settings, callbacks=[_LastCallback(CrashAfterEpoch(2))])
@@ -143,6 +149,10 @@ class _LastCallback(keras.callbacks.Callback):
         (["train", "gan", "--dataset", "digits", "--model-arg", "latent_dim=-1"],
          ["latent_dim must be a positive integer, got -1"]),
         (["train", "gan", "--export", "pdf"], ["unknown export format", "pdf"]),
+        (["train", "gan", "--dataset", "digits", "--model-arg", "latent_dmi=2"],
+         ["unknown argument(s) latent_dmi for model 'gan'", "valid: image_shape, latent_dim,"]),
+        (["train", "vae", "--dataset", "digits", "--model-arg", "archtecture=mlp"],
+         ["unknown argument(s) archtecture", "likelihood", "beta"]),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
@@ -162,3 +172,112 @@ def test_errors_leave_existing_folders_alone(tmp_path):
 
 def test_python_api_names_match_the_cli():
     assert set(zoo.list_models()) >= {"gan", "cgan", "vae"}
+
+
+# ---- run folders: defaults, status after a signal, resume, what a run lacks ----------------
+def test_default_out_skips_a_finished_run_such_as_a_pretrained_one(tmp_path):
+    finished = tmp_path / "runs" / "gan-digits"
+    finished.mkdir(parents=True)
+    (finished / "config.json").write_text(json.dumps({"model": "gan", "status": "finished"}))
+    result = subprocess.run(
+        [*ZOO, "train", "gan", *TINY, "--epochs", "1", "--steps-per-epoch", "2"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"run: {Path('runs') / 'gan-digits-2'}" in result.stdout
+    assert (tmp_path / "runs" / "gan-digits-2" / "model.keras").is_file()
+    assert sorted(p.name for p in finished.iterdir()) == ["config.json"]  # untouched
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, sig):
+    run = tmp_path / "run"
+    args = ["train", "gan", *TINY, "--steps-per-epoch", "2", "--out", run]
+    process = subprocess.Popen(
+        [*ZOO, *map(str, args), "--epochs", "1000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "grids" / "epoch-001.png").exists():  # epoch 1 is backed up by then
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no epoch finished in 240 s"
+            time.sleep(0.05)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    config = json.loads((run / "config.json").read_text())
+    done = config["epochs_done"]
+    assert config["status"] == "interrupted" and 1 <= done < 1000
+    assert f"interrupted after {done} of 1000 epoch(s)" in stderr
+    assert not (run / "model.keras").exists()
+    if sig == signal.SIGTERM:
+        return
+    again = run_zoo(*args, "--epochs", done + 1)
+    assert again.returncode == 0, again.stderr
+    assert f"zoo: resuming {run} from epoch {done + 1} of {done + 1} (it was interrupted" in (
+        again.stdout
+    )
+    config = json.loads((run / "config.json").read_text())
+    assert config["status"] == "finished" and config["resumed_from_epoch"] == done
+    rows = (run / "history.csv").read_text().strip().splitlines()
+    assert [int(row.split(",")[0]) for row in rows[1:]] == list(range(done + 1))
+
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "saved_models"
+
+
+@pytest.mark.parametrize("command", ["eval", "plot", "export"])
+@pytest.mark.parametrize("run", ["gan-mnist5k", "cgan-mnist5k", "vae-mnist5k"])
+def test_commands_on_a_pretrained_run_say_what_is_missing(run, command):
+    folder = PRETRAINED / run
+    before = sorted(p.name for p in folder.rglob("*"))
+    result = run_zoo(command, folder, timeout=120)
+    assert_one_line_error(
+        result, f"{folder} is a run folder but holds no model.keras", "export/ (generator",
+        f"zoo {command} needs the Keras model",
+    )
+    assert "no such" not in result.stderr
+    assert sorted(p.name for p in folder.rglob("*")) == before  # nothing written
+
+
+def test_commands_on_a_missing_or_foreign_path_name_it(tmp_path):
+    assert_one_line_error(run_zoo("eval", tmp_path / "nowhere"), "no run folder at", "nowhere")
+    (tmp_path / "notes.txt").write_text("x")
+    assert_one_line_error(run_zoo("plot", tmp_path), "is not a run folder", "notes.txt")
+    assert_one_line_error(run_zoo("export", tmp_path / "notes.txt"), "not a .keras file")
+
+
+def test_export_into_a_non_empty_folder_names_the_cli_flag(tmp_path):
+    (tmp_path / "m.keras").write_text("refused before the model is read")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("keep me")
+    result = run_zoo("export", tmp_path / "m.keras", "--out", out)
+    assert_one_line_error(result, "is not empty; pass --overwrite")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_bars_only_on_a_terminal():
+    assert zoo_train.progress_verbosity(1, _Stream(True)) == 1
+    assert zoo_train.progress_verbosity("auto", _Stream(True)) == 1
+    assert zoo_train.progress_verbosity(1, _Stream(False)) == 2
+    assert zoo_train.progress_verbosity("auto", _Stream(False)) == 2
+    assert zoo_train.progress_verbosity(0, _Stream(True)) == 0
+    assert zoo_train.progress_verbosity(2, _Stream(True)) == 2
+    with pytest.raises(ValueError, match="verbose must be 'auto', 0, 1 or 2, got 3"):
+        zoo_train.progress_verbosity(3)

@@ -7,6 +7,7 @@ for ordering models.
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,12 +164,16 @@ class RealImages:
 
 
 def test_classifier_is_cached_with_its_accuracy(classifier, cache_dir):
-    folder = cache_dir / "mnist5k"
+    folder = evaluate.classifier_dir("mnist5k", cache_dir, epochs=4, filters=16)
+    assert folder.parent == cache_dir / "mnist5k" and classifier.info["path"] == str(folder)
     assert (folder / "classifier.keras").is_file()
     saved = json.loads((folder / "info.json").read_text())
     assert saved["test_accuracy"] == classifier.info["test_accuracy"] > 0.9
-    again = evaluate.load_classifier("mnist5k", cache_dir=cache_dir, epochs=99)
-    assert again.info["settings"]["epochs"] == 4  # reused, not retrained
+    told = []
+    again = evaluate.load_classifier(
+        "mnist5k", cache_dir=cache_dir, announce=told.append, filters=16, epochs=4
+    )
+    assert again.info["settings"]["epochs"] == 4 and told == []  # reused, not retrained
 
 
 def test_classifier_reads_digits_through_background_speckle(classifier, test_split):
@@ -179,10 +184,66 @@ def test_classifier_reads_digits_through_background_speckle(classifier, test_spl
     assert classifier.accuracy(np.clip(images + speckle, -1, 1), labels) > 0.8
 
 
-def test_cache_root_comes_from_argument_then_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(evaluate.CLASSIFIER_DIR_ENV, str(tmp_path))
-    assert evaluate.classifier_dir("idx:/data/fashion") == tmp_path / "idx_data_fashion"
-    assert evaluate.classifier_cache_root("elsewhere").name == "elsewhere"
+def test_cache_root_comes_from_argument_then_environment_then_xdg(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path / ".")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(evaluate.CLASSIFIER_DIR_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    default = tmp_path / "home" / ".cache" / "genzoo" / "classifiers"
+    assert evaluate.classifier_cache_root() == default
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec: ignored
+    assert evaluate.classifier_cache_root() == default
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert evaluate.classifier_cache_root() == tmp_path / "xdg" / "genzoo" / "classifiers"
+    monkeypatch.setenv(evaluate.CLASSIFIER_DIR_ENV, str(tmp_path / "env"))
+    assert evaluate.classifier_dir("idx:/data/fashion").parent == (
+        tmp_path / "env" / "idx_data_fashion"
+    )
+    assert evaluate.classifier_cache_root("elsewhere") == Path("elsewhere")
+
+
+def test_cache_is_keyed_by_dataset_and_training_settings():
+    key = evaluate.classifier_dir
+    assert key("mnist5k", "c") == key("mnist5k", "c", epochs=30, filters=32)  # defaults filled
+    assert key("mnist5k", "c") != key("mnist5k", "c", epochs=4)
+    assert key("mnist5k", "c") != key("mnist5k", "c", augmentation={"shift": 0.1})
+    assert key("mnist5k", "c").name == key("digits", "c").name  # same settings, other dataset
+    assert key("mnist5k", "c").parent != key("digits", "c").parent
+
+
+def test_classifier_training_is_announced_and_cached_per_user(monkeypatch, tmp_path):
+    """Where the first eval puts its classifier, without training a real one."""
+    work, cache = tmp_path / "work", tmp_path / "xdg"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv(evaluate.CLASSIFIER_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    trained = []
+
+    def fake_train(dataset, **kwargs):
+        trained.append(kwargs)
+        model = evaluate.build_classifier((8, 8, 1), 10, filters=2, blocks=1, feature_dim=4)
+        return evaluate.DomainClassifier(model, {"dataset": dataset})
+
+    monkeypatch.setattr(evaluate, "train_classifier", fake_train)
+    told = []
+    first = evaluate.load_classifier("digits", announce=told.append)
+    folder = cache / "genzoo" / "classifiers" / "digits" / evaluate.settings_key(
+        evaluate.classifier_settings()
+    )
+    assert first.info["path"] == str(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["classifier.keras", "info.json"]
+    assert len(told) == 1 and "under a minute" in told[0] and str(folder) in told[0]
+    assert list(work.iterdir()) == []  # nothing in the current folder
+    again = evaluate.load_classifier("digits", announce=told.append)
+    assert len(trained) == 1 and len(told) == 1 and again.info["path"] == str(folder)
+
+
+def test_training_estimate_scales_with_data_and_epochs():
+    full = evaluate.estimate_training_seconds("mnist5k")
+    assert full == pytest.approx(270.0)  # the measured 4.5 min it is scaled from
+    assert evaluate.estimate_training_seconds("mnist5k", epochs=15) == pytest.approx(135.0)
+    assert evaluate.estimate_training_seconds("digits") < full / 10  # 8x8 images, 1,500 of them
 
 
 def test_perfect_generator_is_class_consistent_and_near_the_floor(classifier, test_split):
@@ -244,8 +305,8 @@ def cgan_run(tmp_path_factory):
     return run
 
 
-def test_evaluate_run_writes_eval_json_and_a_table(classifier, cache_dir, cgan_run):
-    result = evaluate.evaluate_run(cgan_run, n=200, cache_dir=cache_dir, **FAST)
+def test_evaluate_run_writes_eval_json_and_a_table(classifier, cgan_run):
+    result = evaluate.evaluate_run(cgan_run, n=200, classifier=classifier, **FAST)
     assert json.loads((cgan_run / "eval.json").read_text()) == json.loads(json.dumps(result))
     assert result["dataset"] == "mnist5k" and result["family"] == "cgan"
     assert len(result["class_consistency"]["per_class"]) == 10
@@ -269,5 +330,13 @@ def test_bad_input_is_a_one_line_value_error(cgan_run, cache_dir, kwargs, match)
 
 
 def test_missing_run_names_the_path(tmp_path):
-    with pytest.raises(ValueError, match="no run at .*nowhere.*model.keras"):
+    with pytest.raises(ValueError, match="no run folder at .*nowhere.*no such file or folder"):
         evaluate.evaluate_run(tmp_path / "nowhere")
+
+
+def test_run_without_model_says_what_it_has_and_keeps_its_scores():
+    run = Path(__file__).resolve().parents[1] / "saved_models" / "vae-mnist5k"
+    before = (run / "eval.json").read_bytes()
+    with pytest.raises(ValueError, match="is a run folder but holds no model.keras .*zoo eval"):
+        evaluate.evaluate_run(run)
+    assert (run / "eval.json").read_bytes() == before

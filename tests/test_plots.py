@@ -1,12 +1,13 @@
 """zoo.plots: every picture of a run is a valid PNG; the pure helpers do what they say."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from zoo import plots
+from zoo import callbacks, plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -88,5 +89,45 @@ def test_conditional_vae_gets_class_rows_and_reconstructions(tmp_path):
 
 
 def test_missing_run_is_a_value_error(tmp_path):
-    with pytest.raises(ValueError, match="no run at"):
+    with pytest.raises(ValueError, match="no run folder at .*missing.*no such file or folder"):
         plots.plot_run(tmp_path / "missing")
+
+
+def test_a_run_without_model_says_so_and_writes_nothing():
+    run = Path(__file__).resolve().parents[1] / "saved_models" / "cgan-mnist5k"
+    with pytest.raises(ValueError, match="is a run folder but holds no model.keras .*zoo plot"):
+        plots.plot_run(run)
+    assert not (run / "plots").exists()
+
+
+class _FakeModel:
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+
+    def sample(self, n, labels=None, seed=None):
+        return np.zeros((n, 8, 8, 1), np.float32)
+
+
+@pytest.mark.parametrize("num_classes, n, columns", [(0, 64, 8), (0, 10, 4), (10, 100, 10)])
+def test_sample_grid_is_square_ish_or_one_column_per_class(tmp_path, num_classes, n, columns):
+    grid = callbacks.SampleGrid(tmp_path, n=n)
+    grid.set_model(_FakeModel(num_classes))
+    grid.on_epoch_end(0)
+    rows = -(-n // columns)
+    with Image.open(tmp_path / "epoch-001.png") as image:
+        assert image.size == (columns * 10 + 2, rows * 10 + 2)  # 8 px + 2 padding per cell
+
+
+def test_history_csv_has_no_empty_validation_columns(tmp_path):
+    path = tmp_path / "history.csv"
+
+    def log(append, epochs):
+        logger = callbacks.HistoryCSV(str(path), append=append)
+        logger.on_train_begin()
+        for epoch, loss in epochs:
+            logger.on_epoch_end(epoch, {"g_loss": loss, "d_loss": 1.0})
+        logger.on_train_end()
+
+    log(False, [(0, 0.5)])
+    log(True, [(1, 0.25)])  # a resumed run appends under the same header
+    assert path.read_text().splitlines() == ["epoch,d_loss,g_loss", "0,1.0,0.5", "1,1.0,0.25"]

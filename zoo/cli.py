@@ -118,24 +118,42 @@ def command_train(args) -> None:
         precision=args.precision,
         jit_compile=args.jit_compile,
     )
-    grids = sorted((run_dir / "grids").glob("epoch-*.png"))
-    print(f"run: {run_dir}")
-    print(f"model: {run_dir / 'model.keras'}")
-    if grids:
-        print(f"samples: {grids[-1]}")
+    from exporters.run_folder import RunFolder
+
+    run = RunFolder(run_dir)
+    grid = run.latest_grid()
+    print(f"run: {run}")
+    print(f"model: {run.model_path}")
+    if grid:
+        print(f"samples: {grid}")
     if args.export:
-        print(f"export: {run_dir / 'export'}")
+        print(f"export: {run.export_dir}")
+
+
+def _keras_source(source: str, command: str) -> tuple[Path, Path | None]:
+    """(model.keras path, its run folder or None) for a run folder or a .keras file; checked
+    without TensorFlow, so a wrong path fails at once with what is missing."""
+    from exporters.run_folder import RunFolder
+
+    path = Path(source)
+    if path.is_file():
+        if path.suffix != ".keras":
+            raise CommandError(
+                f"{source} is not a .keras file or a run folder ({command} needs the Keras model; "
+                "`zoo sample` and `zoo serve` take exported artifacts)"
+            )
+        return path, None
+    run = RunFolder.open(path)
+    return run.require_model(command), run.path
 
 
 def command_export(args) -> None:
+    model_path, run_path = _keras_source(args.source, "zoo export")
     import exporters
+    from exporters.run_folder import RunFolder
 
-    source = Path(args.source)
-    model_path = source / "model.keras" if source.is_dir() else source
-    if not model_path.exists():
-        raise CommandError(f"{args.source}: no such run folder or .keras file")
     out = Path(args.out) if args.out else (
-        source / "export" if source.is_dir() else source.with_suffix("")
+        RunFolder(run_path).export_dir if run_path else model_path.with_suffix("")
     )
     report = exporters.export(
         str(model_path), str(out), formats=args.formats, quantize=args.quantize,
@@ -155,18 +173,22 @@ def _sampler(source: str):
     """generate(n, labels, seed) -> uint8 images, from an artifact (no TensorFlow) when there is
     one, else from a run folder's or .keras file's Keras model (same seed, same images)."""
     from exporters import runtime
+    from exporters.run_folder import RunFolder
 
     path = Path(source)
-    keras_file = path / "model.keras" if path.is_dir() else path
-    exported = path.is_file() and path.suffix != ".keras" or (
-        path.is_dir() and ((path / "manifest.json").is_file() or (path / "export").is_dir())
-    )
-    if exported or not keras_file.is_file():
+    run = RunFolder(path)
+    if path.is_file() and path.suffix == ".keras":
+        keras_file = path
+    elif path.is_dir() and run.is_run() and not run.has_export() and run.has_model():
+        keras_file = run.model_path
+    else:  # an artifact, an export folder or a run's export/ (errors say what is missing)
         return runtime.load(source).generate
     import keras
 
-    import zoo  # noqa: F401  (registers the zoo classes)
     from exporters.images import to_uint8
+    from zoo import registry
+
+    registry.register_all()  # every family known to Keras' deserialization
 
     model = keras.models.load_model(keras_file, compile=False)
     def generate(n, labels=None, seed=None, **options):
@@ -207,6 +229,7 @@ def command_sample(args) -> None:
 
 
 def command_eval(args) -> None:
+    _keras_source(args.run, "zoo eval")  # before TensorFlow loads: a wrong path fails at once
     from zoo import evaluate
 
     result = evaluate.evaluate_run(args.run, dataset=args.dataset, n=args.n)
@@ -214,6 +237,7 @@ def command_eval(args) -> None:
 
 
 def command_plot(args) -> None:
+    _keras_source(args.run, "zoo plot")
     from zoo import plots
 
     for path in plots.plot_run(args.run, args.out):
@@ -278,7 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--jit-compile", choices=JIT_CHOICES, default="auto",
         help="XLA for train steps; auto: on for one GPU, off on CPU and with several replicas",
     )
-    p.add_argument("--out", help="run folder (default saved_models/MODEL-DATASET)")
+    p.add_argument(
+        "--out",
+        help="run folder (default runs/MODEL-DATASET, or runs/MODEL-DATASET-2, -3, ... when "
+        "that holds another run; an unfinished run of the same settings is resumed)",
+    )
     p.add_argument("--export", type=format_list, help="export after training, e.g. onnx,tflite")
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="none")
     p.add_argument("--seed", type=non_negative_int, help="makes runs repeatable")
@@ -287,7 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-arg", type=model_argument, action="append", metavar="KEY=VALUE",
         help="model constructor argument, e.g. latent_dim=2 or architecture=mlp (repeatable)",
     )
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity")
+    p.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=1,
+        help="Keras verbosity: 0 silent, 1 progress bars (on a terminal; one line per epoch when "
+        "output is redirected), 2 one line per epoch",
+    )
     p.set_defaults(handler=command_train)
 
     p = commands.add_parser("export", help="export a run or .keras file")

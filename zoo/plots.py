@@ -1,6 +1,7 @@
 """Pictures of a trained run (PNG): what the numbers of `zoo.evaluate` cannot show.
 
-`plot_run(run_dir, out_dir=None)` writes, into RUN/plots/ by default:
+`plot_run(run_dir, out_dir=None)` writes, into RUN/plots/ by default (the run folder's layout is
+`exporters.run_folder.RunFolder`'s):
 
 - samples.png         a grid of samples (fixed seed);
 - classes.png         conditional models: one row per class;
@@ -9,8 +10,8 @@
 - latent_manifold.png VAE with a 2-D latent: decodings over a grid of latent quantiles;
 - loss_curves.png     every loss column of RUN/history.csv against the epoch.
 
-Grids are drawn with `exporters.images`; loss curves with matplotlib's Agg canvas (matplotlib
-comes with mlxtend, a declared dependency) without touching pyplot's global state.
+Grids are drawn with `exporters.images`; loss curves with matplotlib's Agg canvas (a declared
+dependency) without touching pyplot's global state.
 """
 
 from __future__ import annotations
@@ -193,10 +194,10 @@ PICTURES = {
 
 def plot_run(run_dir, out_dir=None) -> list[Path]:
     """Write the run's pictures as PNGs into out_dir (default RUN/plots); returns their paths."""
-    model, config, run = load_run(run_dir)
-    out = Path(out_dir) if out_dir is not None else run / "plots"
+    model, config, run = load_run(run_dir, "zoo plot")
+    out = Path(out_dir) if out_dir is not None else run.plots_dir
     out.mkdir(parents=True, exist_ok=True)
-    context = {"out": out, "dataset": config.get("dataset"), "history": run / "history.csv"}
+    context = {"out": out, "dataset": config.get("dataset"), "history": run.history_path}
     written = {}
     for applies, draw in PICTURES.values():
         if applies(model, context):

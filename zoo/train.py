@@ -1,9 +1,11 @@
-"""`zoo train`: build, fit and save one run folder, resumable after a crash.
+"""`zoo train`: build, fit and save one run folder, resumable after a crash or an interrupt.
 
-A run folder holds model.keras, config.json, history.csv, grids/epoch-NNN.png, logs/ (TensorBoard),
-backup/ (Keras BackupAndRestore, while training) and, after export, export/.
-config.json's "status" is "running" until the final model.keras is written, then "finished":
-rerunning a running run resumes it; a finished run is never overwritten.
+The run folder's layout, config.json, status and atomic writes belong to
+`exporters.run_folder.RunFolder`. config.json's "status" is "running" while training,
+"interrupted" (with "epochs_done") after Ctrl-C or SIGTERM, and "finished" once the final
+model.keras is written: rerunning an unfinished run with the same settings resumes it (one line
+says from which epoch); a finished run is never overwritten. Without --out a run goes to
+runs/MODEL-DATASET, or runs/MODEL-DATASET-2, -3, ... when that folder holds another run.
 
 Several workers (`--strategy multi_worker`, TF_CONFIG set by the cluster or by
 tools/launch_local_cluster.py) all run this same function. The chief writes the run folder; the
@@ -14,10 +16,15 @@ storage every worker can read), and they check that they resume at the same epoc
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import os
 import platform
 import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,8 +32,14 @@ import keras
 import tensorflow as tf
 
 from exporters import compat
+from exporters.run_folder import (
+    DEFAULT_ROOT,
+    RunFolder,
+    write_json_atomically,
+    write_text_atomically,
+)
 from zoo import data, distribute, registry
-from zoo.callbacks import SampleGrid
+from zoo.callbacks import HistoryCSV, SampleGrid
 
 RUN_FIELDS = (
     "model", "dataset", "batch_size", "seed", "model_kwargs", "steps_per_epoch", "precision",
@@ -36,9 +49,12 @@ FIELD_DEFAULTS = {"precision": "float32"}
 # Shuffle seed of multi-worker runs without a seed: every worker must shuffle alike, since each
 # keeps its own part of every global batch (distribute.shard).
 MULTI_WORKER_DATA_SEED = 0
-def default_run_dir(model_name: str, dataset: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in dataset).strip("-")
-    return Path("saved_models") / f"{model_name}-{safe}"
+# Keras layer arguments every family also accepts (they reach keras.Model through **kwargs).
+KERAS_MODEL_ARGUMENTS = ("name", "dtype", "trainable")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during training: handled like Ctrl-C (status "interrupted", resumable)."""
 
 
 def check_positive(value, what: str) -> int:
@@ -47,47 +63,66 @@ def check_positive(value, what: str) -> int:
     return value
 
 
-def read_run_config(run_dir) -> dict | None:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        return None
+def model_arguments(model_class) -> list[str]:
+    """The constructor arguments a family takes: its own and those it forwards by keyword."""
+    names = []
+    for cls in model_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        if cls.__module__.startswith("keras"):
+            break
+        parameters = inspect.signature(init).parameters.values()
+        names += [
+            p.name for p in parameters
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and p.name not in names
+        ]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
+def check_model_kwargs(model_name: str, model_class, model_kwargs: dict) -> None:
+    """Unknown constructor arguments are a ValueError that lists the family's valid ones."""
+    valid = model_arguments(model_class)
+    unknown = sorted(set(model_kwargs) - set(valid) - set(KERAS_MODEL_ARGUMENTS))
+    if unknown:
+        raise ValueError(
+            f"unknown argument(s) {', '.join(unknown)} for model {model_name!r}; "
+            f"valid: {', '.join(valid)}"
+        )
+
+
+def progress_verbosity(verbose, stream=None) -> int:
+    """Keras' fit verbosity: "auto" and 1 give progress bars on a terminal and one line per
+    epoch (2) elsewhere, so redirected logs hold no progress-bar escape codes; 0 and 2 stay."""
+    if verbose in (0, 2):
+        return verbose
+    if verbose not in ("auto", None, 1):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    stream = sys.stdout if stream is None else stream
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); is this a genzoo run?") from None
+        return 1 if stream.isatty() else 2
+    except (AttributeError, ValueError):
+        return 2
 
 
-def write_json_atomically(path: Path, payload: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(temporary, path)
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises `Terminated` (a KeyboardInterrupt) like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
 
+    def handler(signum, frame):
+        raise Terminated(f"signal {signum}")
 
-def _check_run_dir(run_dir: Path, settings: dict) -> bool:
-    """True when `run_dir` holds an unfinished run of the same settings (resume it)."""
-    existing = read_run_config(run_dir)
-    if existing is None:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ValueError(
-                f"{run_dir} exists and is not a genzoo run (no config.json); choose another --out"
-            )
-        return False
-    if existing.get("status") == "finished":
-        raise ValueError(
-            f"{run_dir} holds a finished run; it is never overwritten: choose another --out"
-        )
-    changed = {
-        key: (existing.get(key, FIELD_DEFAULTS.get(key)), settings[key])
-        for key in RUN_FIELDS
-        if existing.get(key, FIELD_DEFAULTS.get(key)) != settings[key]
-    }
-    if changed:
-        details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        raise ValueError(
-            f"{run_dir} holds an unfinished run with other settings ({details}); "
-            "rerun it with the same settings to resume, or choose another --out"
-        )
-    return True
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _versions() -> dict:
@@ -96,7 +131,6 @@ def _versions() -> dict:
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
-
 
 
 class RunBackup(keras.callbacks.BackupAndRestore):
@@ -173,9 +207,7 @@ def trim_history(path: Path, epochs: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     kept = lines[:1] + [line for line in lines[1:] if _epoch_of(line) < epochs]
     if kept != lines:
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text("".join(kept))
-        os.replace(temporary, path)
+        write_text_atomically(path, "".join(kept))
 
 
 def _epoch_of(csv_line: str) -> float:
@@ -199,22 +231,30 @@ def train(
     callbacks=(),
     precision: str = "float32",
     jit_compile="auto",
+    runs_root=DEFAULT_ROOT,
 ) -> Path:
     """Train `model_name` on `dataset` and write (or resume) its run folder. Returns the folder.
 
-    `callbacks` are extra Keras callbacks, run before the run folder's own ones. `precision` is
-    "float32", "mixed_float16" or "mixed_bfloat16"; `jit_compile` is "auto" (the fastest choice
-    known to work on the device: zoo.distribute.choose_jit_compile), "on" or "off".
+    `out`: the run folder; default `runs_root`/MODEL-DATASET, or MODEL-DATASET-2, -3, ... when
+    that holds another run (RunFolder.for_training). `callbacks` are extra Keras callbacks, run
+    before the run folder's own ones. `verbose`: Keras' fit verbosity; "auto" and 1 show progress
+    bars only on a terminal. `precision` is "float32", "mixed_float16" or "mixed_bfloat16";
+    `jit_compile` is "auto" (the fastest choice known to work on the device:
+    zoo.distribute.choose_jit_compile), "on" or "off".
+
+    Ctrl-C or SIGTERM stop training with config.json's status "interrupted" and the epochs done
+    (then the KeyboardInterrupt goes on); the same call again resumes from there.
     """
     model_class = registry.get_model_class(model_name)
     check_positive(epochs, "epochs")
     check_positive(batch_size, "batch_size")
     if steps_per_epoch is not None:
         check_positive(steps_per_epoch, "steps_per_epoch")
+    check_model_kwargs(model_name, model_class, dict(model_kwargs or {}))
     policy = distribute.check_precision(precision)
     distribute.check_jit_setting(jit_compile)
+    fit_verbose = progress_verbosity(verbose)
     dataset_info = data.info(dataset)
-    run_dir = Path(out) if out is not None else default_run_dir(model_name, dataset)
     settings = {
         "model": model_name,
         "dataset": dataset,
@@ -228,8 +268,16 @@ def train(
     tf_strategy = distribute.get_strategy(strategy)
     chief = distribute.is_chief(tf_strategy)
     multi_worker = distribute.is_multi_worker(tf_strategy)
-    # Only the chief reads and writes the run folder (another worker would race with its writes).
-    resuming = _check_run_dir(run_dir, settings) if chief else False
+    # Only the chief writes the run folder (another worker would race with its writes); every
+    # worker picks the same default folder, since each restores the chief's backup from it.
+    if out is not None:
+        run = RunFolder(out)
+        resuming = run.check_resumable(settings, FIELD_DEFAULTS) if chief else False
+    else:
+        run, resuming = RunFolder.for_training(
+            model_name, dataset, settings, runs_root, FIELD_DEFAULTS
+        )
+        resuming = resuming and chief
 
     if seed is not None:
         keras.utils.set_random_seed(seed)
@@ -241,7 +289,12 @@ def train(
     if seed is not None:
         kwargs.setdefault("seed", seed)
     with tf_strategy.scope():
-        model = registry.build(model_name, **kwargs)
+        try:
+            model = registry.build(model_name, **kwargs)
+        except TypeError as error:  # e.g. an argument the family fixes for its base class
+            raise ValueError(
+                f"model {model_name!r} does not take these arguments: {error}"
+            ) from None
         model.compile(jit_compile=jit_compile)
     data_seed = MULTI_WORKER_DATA_SEED if seed is None and multi_worker else seed
     train_data = data.load(dataset, split="train", batch_size=batch_size, seed=data_seed)
@@ -257,6 +310,16 @@ def train(
             f"{model.jit_choice}",
             flush=True,
         )
+    if resuming:
+        done = run.epochs_done()
+        was = run.describe_status()
+        if done >= epochs:
+            print(f"zoo: {run}: all {epochs} epochs done ({was}); saving the model", flush=True)
+        else:
+            print(
+                f"zoo: resuming {run} from epoch {done + 1} of {epochs} (it was {was})",
+                flush=True,
+            )
 
     details = {
         "epochs": epochs,
@@ -267,26 +330,31 @@ def train(
     }
     # The chief writes the run folder; each other worker writes the same files into a temporary
     # folder of its own (saving runs on every worker), removed when it is done.
-    work_dir = distribute.worker_dir(run_dir, tf_strategy)
+    work = RunFolder(distribute.worker_dir(run.path, tf_strategy))
     try:
-        _fit(
-            model, train_data, run_dir, work_dir, chief, resuming, {**settings, **details},
-            callbacks, verbose,
-        )
+        with sigterm_as_interrupt():
+            _fit(
+                model, train_data, run, work, chief, resuming, {**settings, **details},
+                callbacks, fit_verbose,
+            )
     finally:
         if not chief:
-            shutil.rmtree(work_dir, ignore_errors=True)
+            shutil.rmtree(work.path, ignore_errors=True)
     if chief and export:
         import exporters
 
         # Several workers: export the saved file, away from the strategy's distributed variables.
-        source = str(run_dir / "model.keras") if multi_worker else model
-        exporters.export(source, run_dir / "export", formats=tuple(export), quantize=quantize)
-    return run_dir
+        source = str(run.model_path) if multi_worker else model
+        exporters.export(source, run.export_dir, formats=tuple(export), quantize=quantize)
+    return run.path
 
 
-def _fit(model, train_data, run_dir, work_dir, chief, resuming, config, callbacks, verbose):
-    """fit with the run folder's callbacks, then save model.keras; config.json on the chief."""
+def _fit(model, train_data, run, work, chief, resuming, config, callbacks, verbose):
+    """fit with the run folder's callbacks, then save model.keras; config.json on the chief.
+
+    `run` is the run folder, `work` where this process writes (the run folder on the chief).
+    """
+    done_before = run.epochs_done() if resuming else 0
     config = {
         **config,
         "family": model.family,
@@ -296,35 +364,51 @@ def _fit(model, train_data, run_dir, work_dir, chief, resuming, config, callback
         "model_config": model.get_config(),
         "versions": _versions(),
         "status": "running",
-        "started": (read_run_config(work_dir) or {}).get("started", time.time()),
+        "started": (work.read_config() or {}).get("started", time.time()),
     }
-    work_dir.mkdir(parents=True, exist_ok=True)
+    if resuming:
+        config["resumed_from_epoch"] = done_before
+    work.path.mkdir(parents=True, exist_ok=True)
     if chief:
-        write_json_atomically(run_dir / "config.json", config)
+        run.write_config(config)
+    n = 64 if not model.num_classes else 10 * model.num_classes
     callbacks = [
         *callbacks,
         RunBackup(
-            work_dir / "backup",
-            restore_dir=run_dir / "backup",
-            history_csv=work_dir / "history.csv" if resuming else None,
+            work.backup_dir,
+            restore_dir=run.backup_dir,
+            history_csv=work.history_path if resuming else None,
         ),
-        keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=resuming),
-        keras.callbacks.TensorBoard(str(work_dir / "logs")),
-        SampleGrid(work_dir / "grids", n=64 if not model.num_classes else 10 * model.num_classes),
+        HistoryCSV(str(work.history_path), append=resuming),
+        keras.callbacks.TensorBoard(str(work.logs_dir)),
+        SampleGrid(work.grids_dir, n=n),
     ]
-    # shuffle=False: the dataset shuffles itself (Keras would warn that it ignores shuffle=True)
-    history = model.fit(
-        train_data, epochs=config["epochs"], callbacks=callbacks, verbose=verbose, shuffle=False
-    )
+    try:
+        # shuffle=False: the dataset shuffles itself (Keras would warn that it ignores shuffle)
+        history = model.fit(
+            train_data, epochs=config["epochs"], callbacks=callbacks, verbose=verbose,
+            shuffle=False,
+        )
+    except KeyboardInterrupt:
+        if chief:
+            done = run.epochs_done()
+            config.update(status="interrupted", epochs_done=done, interrupted=time.time())
+            run.write_config(config)
+            print(
+                f"zoo: {run} interrupted after {done} of {config['epochs']} epoch(s); run the "
+                "same command again to resume",
+                file=sys.stderr, flush=True,
+            )
+        raise
 
-    temporary = work_dir / "model.tmp.keras"
+    temporary = work.path / "model.tmp.keras"
     model.save(temporary)
-    os.replace(temporary, work_dir / "model.keras")
+    os.replace(temporary, work.model_path)
     if chief:
         config.update(
             status="finished",
             finished=time.time(),
             final_metrics={k: float(v[-1]) for k, v in history.history.items() if v},
         )
-        write_json_atomically(run_dir / "config.json", config)
+        run.write_config(config)
     return history

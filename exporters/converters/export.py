@@ -12,15 +12,22 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from exporters import DEFAULT_TFLITE_BATCH_SIZES, FORMATS, QUANTIZATIONS
+from exporters import DEFAULT_FORMATS, DEFAULT_TFLITE_BATCH_SIZES, FORMATS, QUANTIZATIONS
 
 # format -> (module, function): every exporter is `export_<fmt>(network, filepath, **kwargs)`.
 EXPORTERS = {
     "saved_model": ("exporters.converters.saved_model", "export_saved_model"),
     "tflite": ("exporters.converters.tflite", "export_tflite"),
     "onnx": ("exporters.converters.onnx", "export_onnx"),
+    "triton": ("exporters.converters.triton", "export_triton"),
+    "tf_serving": ("exporters.converters.tf_serving", "export_tf_serving"),
 }
-RUNTIMES = {"saved_model": "tensorflow", "tflite": "litert", "onnx": "onnxruntime"}
+RUNTIMES = {"saved_model": "tensorflow", "tflite": "litert", "onnx": "onnxruntime",
+            "triton": "triton-onnxruntime", "tf_serving": "tensorflow-serving"}
+# model-repository layouts (generator only): folder -> (info key of the model inside, the
+# format it is verified as)
+LAYOUTS = {"triton": ("model_file", "onnx"), "tf_serving": ("model_dir", "saved_model")}
+DIR_MODE, FILE_MODE = 0o755, 0o644  # readable by the user a serving engine runs as
 # network role -> names of its outputs in every artifact (a generator's: see _generator_outputs)
 ROLE_OUTPUTS = {"encoder": ("z_mean", "z_log_var")}
 
@@ -63,7 +70,10 @@ def _plans(formats, quantize, tflite_batch_sizes, roles):
     plans = []
     for role in roles:
         for fmt in formats:
-            if fmt == "saved_model":
+            if fmt in LAYOUTS:
+                if role == "generator":
+                    plans.append((fmt, role, fmt, "none", {}))
+            elif fmt == "saved_model":
                 plans.append((f"{role}_saved_model", role, fmt, "none", {}))
             elif fmt == "onnx":
                 plans.append((f"{role}.onnx", role, fmt, "none", {}))
@@ -110,13 +120,15 @@ def _swap_in(staging: Path, out_dir: Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export(model_or_path, out_dir, formats=FORMATS, quantize="none", *, overwrite=False,
+def export(model_or_path, out_dir, formats=DEFAULT_FORMATS, quantize="none", *, overwrite=False,
            tflite_batch_sizes=DEFAULT_TFLITE_BATCH_SIZES, opset=None, optimize_onnx=True,
            tolerances=None) -> dict:
     """Export a model's generator (and a VAE's encoder), verify every artifact, write manifest.json.
 
     model_or_path: a zoo model, a `.keras` file or a run folder holding `model.keras`.
-    formats: any of "saved_model", "tflite", "onnx" (a list or "a,b").
+    formats: any of "saved_model", "tflite", "onnx" (a list or "a,b"), and the model
+        repositories "triton" (triton/generator/config.pbtxt + 1/model.onnx) and "tf_serving"
+        (tf_serving/generator/1/, a SavedModel in TF Serving's layout).
     quantize: "none" | "fp16" | "dynamic" | "int8", or several: extra TFLite generator variants
         next to the float32 ones (SavedModel and ONNX stay float32).
     tflite_batch_sizes: static batch of each TFLite file; None gives a dynamic-batch file.
@@ -166,15 +178,17 @@ def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_siz
         formats, quantize, tflite_batch_sizes, networks
     ):
         kwargs = {**kwargs, "output_names": outputs[role]}
-        if fmt == "onnx":
+        if fmt in ("onnx", "triton"):
             kwargs.update(options)
         if fmt == "tflite" and quantization == "int8":
             kwargs["representative_data"] = tflite.representative_data(
                 references[role].make_inputs
             )
         info = export_format(fmt, networks[role], staging / name, **kwargs)
+        key, checked_as = LAYOUTS.get(fmt, (None, fmt))
         check = verify.verify_artifact(
-            staging / name, fmt, references[role], quantization,
+            staging / name / info[key] if key else staging / name, checked_as, references[role],
+            quantization,
             tolerance=tolerances.get(quantization),
         )
         artifacts[name] = {
@@ -188,9 +202,18 @@ def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_siz
          "float32_export": True, **options},
     )
     manifest_lib.write(staging, manifest)
+    _make_readable(staging)
     _swap_in(staging, out_dir)
     return {**manifest, "out_dir": str(out_dir),
             "manifest_path": str(out_dir / manifest_lib.MANIFEST_NAME)}
+
+
+def _make_readable(folder: Path):
+    """Folders 0755 and files 0644 (mkdtemp makes 0700 folders: a server running as another
+    user could not read the export)."""
+    folder.chmod(DIR_MODE)
+    for path in folder.rglob("*"):
+        path.chmod(DIR_MODE if path.is_dir() else FILE_MODE)
 
 
 def _generator_outputs(model) -> tuple[str, ...]:
