@@ -96,8 +96,8 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
         raise FileExistsError(f"{str(out_dir)!r} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(
-            f"{str(out_dir)!r} is not empty; pass overwrite=True to replace it, or choose "
-            "another folder"
+            f"{str(out_dir)!r} is not empty; pass --overwrite (overwrite=True in Python) to "
+            "replace it, or choose another folder"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
