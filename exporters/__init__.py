@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import importlib
 
-FORMATS = ("saved_model", "tflite", "onnx")
+# every format `export` writes; DEFAULT_FORMATS when none are named (the model repositories
+# for Triton and TF Serving are on request: `--formats triton,tf_serving`)
+DEFAULT_FORMATS = ("saved_model", "tflite", "onnx")
+FORMATS = (*DEFAULT_FORMATS, "triton", "tf_serving")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 DEFAULT_TFLITE_BATCH_SIZES = (1, 64)  # batch 1 for phones, 64 for grids; None = dynamic batch
 
@@ -27,10 +30,10 @@ DEFAULT_TFLITE_BATCH_SIZES = (1, 64)  # batch 1 for phones, 64 for grids; None =
 # (`from exporters import onnx` keeps working); imported on first use, so TF loads only then.
 CONVERTER_MODULES = ("saved_model", "tflite", "onnx", "verify")
 
-__all__ = ["FORMATS", "QUANTIZATIONS", "export", "export_format"]
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "QUANTIZATIONS", "export", "export_format"]
 
 
-def export(model_or_path, out_dir, formats=FORMATS, quantize="none", **options) -> dict:
+def export(model_or_path, out_dir, formats=DEFAULT_FORMATS, quantize="none", **options) -> dict:
     """`exporters.converters.export.export` (needs the TF stack: `pip install genzoo[train]`)."""
     from exporters.converters.export import export as export_model
 

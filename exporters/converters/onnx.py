@@ -34,6 +34,7 @@ MIN_PHASE_CHANNELS = 8  # NCHWc convolutions pad output channels to 8/16: below 
 REWRITE_CHECK_TOLERANCE = 1e-5
 TUNE_BATCH = 64
 TUNE_MIN_GAIN = 0.03
+BATCH_DIM = "batch"  # the symbolic batch dimension of every input and output
 
 
 def export_onnx(network, filepath, opset: int = DEFAULT_OPSET, optimize: bool = True,
@@ -53,6 +54,7 @@ def export_onnx(network, filepath, opset: int = DEFAULT_OPSET, optimize: bool = 
     rewrite = {"applied": False, "rewritten": {}}
     if optimize:
         proto, rewrite = _checked_rewrite(proto)
+    name_batch_dimension(proto)
     onnx.checker.check_model(proto)
     Path(filepath).write_bytes(proto.SerializeToString())
     return {
@@ -62,6 +64,15 @@ def export_onnx(network, filepath, opset: int = DEFAULT_OPSET, optimize: bool = 
         "batch": None,
         "graph_rewrite": rewrite,
     }
+
+
+def name_batch_dimension(proto, name: str = BATCH_DIM):
+    """One symbolic name for the batch dimension of every graph input and output (tf2onnx
+    names each one apart, unk__108, unk__109, ..., which tells a consumer nothing)."""
+    for value in [*proto.graph.input, *proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = name
 
 
 def _patch_tf2onnx():
