@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from exporters import DEFAULT_FORMATS, QUANTIZATIONS
 from exporters import FORMATS as EXPORT_FORMATS
-from exporters import QUANTIZATIONS
 from zoo.import_hooks import around_first_import
 
 STRATEGY_NAMES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="export a run or .keras file")
     p.add_argument("source", metavar="RUN_OR_KERAS_FILE")
     p.add_argument("--out")
-    p.add_argument("--formats", type=format_list, default=EXPORT_FORMATS)
+    p.add_argument("--formats", type=format_list, default=DEFAULT_FORMATS)
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="none")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing export (the old one stays until the new one verifies)")
