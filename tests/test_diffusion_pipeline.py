@@ -256,6 +256,42 @@ def test_model_call_is_the_ema_denoiser_and_survives_save_load(tmp_path):
     )
 
 
+# every keyword-only argument of DDPM / CDDPM with a non-default value: a new argument must be
+# added here (the test checks the list is complete), so its forwarding to the base is checked too
+DDPM_NON_DEFAULTS = {
+    "base_filters": 12, "channel_multipliers": (1, 2), "blocks_per_level": 2, "attention": True,
+    "schedule": "linear", "timesteps": 40, "schedule_params": {"beta_start": 2e-4},
+    "prediction": "v", "ema_decay": 0.99, "sampler": "ddpm", "sampling_steps": 7, "eta": 0.25,
+    "clip_denoised": False, "latent_dim": 16 * 16, "seed": 5,
+}
+CDDPM_NON_DEFAULTS = {**DDPM_NON_DEFAULTS, "label_dropout": 0.2, "guidance_scale": 3.5}
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("DDPM", DDPM_NON_DEFAULTS),
+                                              ("CDDPM", CDDPM_NON_DEFAULTS)])
+def test_every_keyword_reaches_the_model_and_its_config(name, kwargs):
+    pytest.importorskip("keras")
+    import inspect
+
+    import zoo
+
+    cls = getattr(zoo.diffusion, name)
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    assert {p.name for p in parameters if p.kind is p.KEYWORD_ONLY} == set(kwargs)
+    for key, value in kwargs.items():
+        assert value != inspect.signature(cls.__init__).parameters[key].default, key
+    positional = ((16, 16, 1), 3) if cls.conditional else ((16, 16, 1),)
+    model = cls(*positional, **kwargs)
+    config = model.get_config()
+    for key, value in kwargs.items():
+        echoed = tuple(config[key]) if key == "channel_multipliers" else config[key]
+        assert echoed == value, key
+        attribute = getattr(model, key)
+        assert (tuple(attribute) if key == "channel_multipliers" else attribute) == value, key
+    assert model.num_classes == (3 if cls.conditional else 0)
+    assert cls.from_config(config).get_config() == config
+
+
 def test_constructor_arguments_past_the_first_are_keyword_only():
     pytest.importorskip("keras")
     import zoo

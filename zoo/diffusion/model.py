@@ -118,8 +118,9 @@ class DiffusionModel(GenerativeModel):
 
     def build_denoiser(self, name):
         return networks.unet_denoiser(
-            self.image_shape, self.num_classes, self.base_filters, self.channel_multipliers,
-            self.blocks_per_level, self.attention, name=name,
+            self.image_shape, num_classes=self.num_classes, base_filters=self.base_filters,
+            channel_multipliers=self.channel_multipliers, blocks_per_level=self.blocks_per_level,
+            attention=self.attention, name=name,
         )
 
     @property
