@@ -555,8 +555,8 @@ class GeneratorService:
         labels = feeds.get("label")
         try:
             seed = check_seed(options["seed"])
-            walk = generator.make_sampler(options["steps"], options["eta"], options["sampler"])
-            scale = generator.check_guidance(options["guidance_scale"])
+            generator.make_sampler(options["steps"], options["eta"], options["sampler"])
+            generator.check_guidance(options["guidance_scale"])
         except ValueError as error:
             raise BadRequest(f"parameters: {error}") from None
 
@@ -566,21 +566,11 @@ class GeneratorService:
             # latents(n, latent_dim, seed) gives exactly /v1's images for that seed
             rng = np.random.default_rng(seed)
             rng.standard_normal(z.shape, dtype=np.float32)
-            if hasattr(generator, "pipeline"):
-                return generator.pipeline.generate(
-                    generator.run_denoiser, z, labels, rng=rng, steps=options["steps"],
-                    eta=options["eta"], guidance_scale=scale, sampler=options["sampler"],
-                )
-            x = z.reshape((len(z), *generator.image_shape))  # the runtime before the pipeline
-
-            def draw_noise(shape):
-                return rng.standard_normal((shape[0], generator.latent_dim),
-                                           dtype=np.float32).reshape(shape)
-
-            def denoise(x_t, t):
-                return generator.denoise(x_t, t, labels, scale)
-
-            return generator.samplers_lib.run(walk, denoise, x, draw_noise)
+            return generator.pipeline.generate(
+                generator.run_denoiser, z, labels, rng=rng, steps=options["steps"],
+                eta=options["eta"], guidance_scale=options["guidance_scale"],
+                sampler=options["sampler"],
+            )
 
         return {"images": np.asarray(await self.run_blocking(sample), np.float32)}
 
