@@ -451,6 +451,40 @@ def test_slowloris_and_vanished_clients_cost_a_bounded_amount(artifact_copy):
     assert len(lines) >= 6 and all(line.count("GET /health") == 1 for line in lines)
 
 
+def test_connections_are_bounded_and_shutdown_is_graceful(artifact_copy):
+    """Past --max-connections a request gets 503 and the server recovers once they close; on
+    SIGTERM a request already being served still gets its answer, then the process exits."""
+    served = ServeProcess(artifact_copy / "generator.onnx", "--max-connections", "8",
+                          "--max-delay-ms", "1500", "--quiet")
+    idle = []
+    try:
+        for _ in range(8):
+            idle.append(socket.create_connection(served.address, timeout=10))
+        time.sleep(0.3)
+        assert call(served.address, "GET", "/health", timeout=10)[0] == 503
+        for client in idle:
+            client.close()
+        idle.clear()
+        time.sleep(0.3)
+        assert call(served.address, "GET", "/health", timeout=10)[0] == 200
+
+        with ThreadPoolExecutor(1) as pool:  # waits ~1.5 s in the batch queue
+            pending = pool.submit(call, served.address, "POST", "/v1/generate",
+                                  {"n": 2, "labels": [1, 2], "seed": 0}, None, 30)
+            time.sleep(0.5)
+            served.process.send_signal(signal.SIGTERM)
+            status, _, body = pending.result()
+        assert status == 200 and json.loads(body)["shape"] == [2, 28, 28, 1]
+        # uvicorn re-raises the signal once drained: the process ends as SIGTERM'd, promptly
+        assert served.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        for client in idle:
+            client.close()
+        _, stderr = served.stop() if served.process.poll() is None else \
+            served.process.communicate()
+    assert "Traceback" not in stderr, stderr[-3000:]
+
+
 def test_workers_serve_from_several_processes(artifact_copy):
     served = ServeProcess(artifact_copy, "--workers", "2", "--quiet")
     try:
