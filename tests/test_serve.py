@@ -220,6 +220,42 @@ def test_fast_uint8_json_is_json_dumps(shape):
     assert server.uint8_json(images) == json.dumps(images.tolist())
 
 
+def test_batcher_merges_up_to_max_batch_splits_back_and_bounds_its_queue():
+    import asyncio
+
+    from exporters.batching import DynamicBatcher, QueueFull
+
+    calls = []
+
+    def run(feeds):
+        calls.append(len(feeds["x"]))
+        if np.any(feeds["x"] < 0):
+            raise ArithmeticError("negative")
+        return {"y": feeds["x"] * 2}
+
+    async def scenario():
+        batcher = DynamicBatcher(run, max_batch=8, max_delay=0.05, max_queue=18)
+        jobs = [batcher.submit({"x": np.full(3, i)}) for i in range(7)]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        failing = await asyncio.gather(batcher.submit({"x": np.full(2, -1)}),
+                                       batcher.submit({"x": np.full(2, 5)}),
+                                       return_exceptions=True)
+        batcher.close()
+        return results, failing, batcher.stats
+
+    results, failing, stats = asyncio.run(scenario())
+    assert isinstance(results[6], QueueFull) and "18" in str(results[6])  # 21 rows > 18
+    for i, result in enumerate(results[:6]):
+        np.testing.assert_array_equal(result["y"], np.full(3, 2 * i))
+    assert calls[:3] == [6, 6, 6] and max(calls) <= 8  # merged pairwise: a third would pass 8
+    assert all(isinstance(error, ArithmeticError) for error in failing)  # one call, both fail
+    assert stats.refused == 1 and stats.requests == 8
+    with pytest.raises(ValueError, match="max_batch must be a positive integer, got 0"):
+        DynamicBatcher(run, max_batch=0)
+    with pytest.raises(ValueError, match="max_delay must be in"):
+        DynamicBatcher(run, max_delay=-1)
+
+
 def test_chunked_bodies_are_read_and_limited(tuned_server):
     address = tuned_server.server_address[:2]
     connection = http.client.HTTPConnection(*address, timeout=30)
