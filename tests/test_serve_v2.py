@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_serve import _running_server, call
+from test_serve import _running_server, call, snapshot
 
 from exporters import server
 from exporters.images import to_uint8
@@ -27,7 +27,10 @@ COMMITTED = Path(__file__).resolve().parents[1] / "saved_models"
 
 @pytest.fixture(scope="module")
 def cgan_server():
-    yield from _running_server(COMMITTED / "cgan-mnist5k" / "export" / "generator.onnx")
+    folder = COMMITTED / "cgan-mnist5k" / "export"
+    before = snapshot(folder)
+    yield from _running_server(folder / "generator.onnx")
+    assert snapshot(folder) == before  # no request wrote anything beside the artifact
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +174,13 @@ def test_bad_v2_requests_are_4xx_naming_the_value(cgan_server, body, headers, st
     assert got == status and kind == "application/json", (got, reply[:300])
     assert fragment in json.loads(reply)["error"], json.loads(reply)["error"]
     assert call(cgan_server.server_address[:2], "GET", "/v2/health/live")[0] == 200
+
+
+def test_oversized_infer_body_is_413(cgan_server):
+    status, kind, reply = raw_infer(cgan_server, b" " * (server.MAX_BODY_BYTES + 1))
+    assert status == 413 and kind == "application/json"
+    assert f"got Content-Length {server.MAX_BODY_BYTES + 1}" in json.loads(reply)["error"]
+    assert call(cgan_server.server_address[:2], "GET", "/v2/health/ready")[0] == 200
 
 
 def test_binary_sizes_must_match(cgan_server):
