@@ -109,8 +109,14 @@ def progress_verbosity(verbose, stream=None) -> int:
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Within the block, SIGTERM raises `Terminated` (a KeyboardInterrupt) like Ctrl-C does."""
+def sigterm_as_interrupt(on_signal=None):
+    """Within the block, SIGTERM raises `Terminated` (a KeyboardInterrupt) like Ctrl-C does.
+
+    Python runs signal handlers in the main thread between bytecodes, so a process blocked in
+    a TensorFlow op (a collective waiting for a dead worker) would never get there before a
+    SIGKILL. `on_signal()` therefore also runs at once, from a watcher thread fed by
+    `signal.set_wakeup_fd`, on SIGTERM or SIGINT: what must be recorded is recorded even then.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
@@ -119,10 +125,48 @@ def sigterm_as_interrupt():
         raise Terminated(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, handler)
+    watcher = _SignalWatcher(on_signal) if on_signal is not None else None
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if watcher is not None:
+            watcher.close()
+
+
+class _SignalWatcher:
+    """Calls `callback()` from a thread when SIGTERM or SIGINT arrives (via the wakeup fd)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, callback):
+        self.callback = callback
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self.previous_fd = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        self.thread = threading.Thread(target=self._watch, name="zoo-signal-watcher", daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        called = False
+        while True:
+            try:
+                data = os.read(self.read_fd, 64)
+            except OSError:
+                return
+            if not data:
+                return  # closed
+            if not called and any(number in self.SIGNALS for number in data):
+                called = True
+                # a failure here is left to the main thread, which records the interrupt again
+                with contextlib.suppress(Exception):
+                    self.callback()
+
+    def close(self):
+        signal.set_wakeup_fd(self.previous_fd)
+        os.close(self.write_fd)  # the watcher reads end-of-file and returns
+        self.thread.join(timeout=5)
+        os.close(self.read_fd)
 
 
 def _versions() -> dict:
@@ -331,8 +375,13 @@ def train(
     # The chief writes the run folder; each other worker writes the same files into a temporary
     # folder of its own (saving runs on every worker), removed when it is done.
     work = RunFolder(distribute.worker_dir(run.path, tf_strategy))
+
+    def record_interrupt():  # also from the signal watcher thread while fit is blocked
+        if chief and run.status == "running":
+            _mark_interrupted(run, run.read_config())
+
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(record_interrupt):
             _fit(
                 model, train_data, run, work, chief, resuming, {**settings, **details},
                 callbacks, fit_verbose,
@@ -368,9 +417,6 @@ def _fit(model, train_data, run, work, chief, resuming, config, callbacks, verbo
     }
     if resuming:
         config["resumed_from_epoch"] = done_before
-    work.path.mkdir(parents=True, exist_ok=True)
-    if chief:
-        run.write_config(config)
     n = 64 if not model.num_classes else 10 * model.num_classes
     callbacks = [
         *callbacks,
@@ -384,6 +430,9 @@ def _fit(model, train_data, run, work, chief, resuming, config, callbacks, verbo
         SampleGrid(work.grids_dir, n=n),
     ]
     try:
+        work.path.mkdir(parents=True, exist_ok=True)
+        if chief:
+            run.write_config(config)
         # shuffle=False: the dataset shuffles itself (Keras would warn that it ignores shuffle)
         history = model.fit(
             train_data, epochs=config["epochs"], callbacks=callbacks, verbose=verbose,
@@ -391,9 +440,7 @@ def _fit(model, train_data, run, work, chief, resuming, config, callbacks, verbo
         )
     except KeyboardInterrupt:
         if chief:
-            done = run.epochs_done()
-            config.update(status="interrupted", epochs_done=done, interrupted=time.time())
-            run.write_config(config)
+            done = _mark_interrupted(run, config)
             print(
                 f"zoo: {run} interrupted after {done} of {config['epochs']} epoch(s); run the "
                 "same command again to resume",
@@ -412,3 +459,11 @@ def _fit(model, train_data, run, work, chief, resuming, config, callbacks, verbo
         )
         run.write_config(config)
     return history
+
+
+def _mark_interrupted(run: RunFolder, config: dict) -> int:
+    """config.json says "interrupted" with the epochs the backup holds; returns that number."""
+    done = run.epochs_done()
+    run.write_config({**config, "status": "interrupted", "epochs_done": done,
+                      "interrupted": time.time()})
+    return done
