@@ -39,6 +39,7 @@ answer 4xx with {"error": message}, and nothing is ever written next to the arti
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -1038,7 +1039,8 @@ def serve(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = T
     if workers == 1:
         server = GeneratorServer(generator, host, port, config)
         print(f"serving {generator.path} ({generator.format}) on {server.url}", flush=True)
-        server.serve_forever()
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: drained, then a quiet exit
+            server.serve_forever()
         return
     os.environ[SETTINGS_ENV] = json.dumps(
         {"artifact": str(generator.path), **dataclasses.asdict(config)}
@@ -1047,5 +1049,6 @@ def serve(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = T
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     print(f"serving {artifact} on {url} with {workers} worker processes", flush=True)
     # the protocol class travels to the spawned workers by name; each sets its header timeout
-    uvicorn.run("exporters.server:app_from_environment", factory=True, host=host, port=port,
-                workers=workers, **uvicorn_options(config, GuardedH11Protocol))
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run("exporters.server:app_from_environment", factory=True, host=host,
+                    port=port, workers=workers, **uvicorn_options(config, GuardedH11Protocol))
