@@ -77,6 +77,7 @@ MAX_IMAGES_JSON = 256
 MAX_IMAGES_PNG = 1024
 MAX_IMAGES_V2 = 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_HEADER_BYTES = 16 * 1024
 DRAIN_FACTOR = 4  # an oversized body is read and dropped up to this many times the limit
 REQUEST_FIELDS = ("n", "labels", "seed", "steps", "guidance_scale")
 DIFFUSION_FIELDS = ("steps", "guidance_scale")
@@ -740,6 +741,24 @@ class AccessLog:
                             (time.perf_counter() - start) * 1000)
 
 
+class HeaderLimit:
+    """431 for a request whose header block is larger than max_bytes (h11 bounds only headers
+    that arrive slowly; a large block sent at once would otherwise be accepted)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            size = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+            if size > self.max_bytes:
+                response = error_response(
+                    f"request headers must be at most {self.max_bytes} bytes, got {size}",
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, {"Connection": "close"})
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def build_app(generator, settings: Settings | None = None) -> Starlette:
     """The ASGI app for one loaded generator (a runtime.Generator)."""
     settings = settings or Settings()
@@ -851,6 +870,7 @@ def build_app(generator, settings: Settings | None = None) -> Starlette:
             allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
             expose_headers=["X-Shape", "X-Dtype", "Inference-Header-Content-Length"],
         ))
+    middleware.insert(0, Middleware(HeaderLimit, max_bytes=MAX_HEADER_BYTES))
     if settings.access_log:
         middleware.insert(0, Middleware(AccessLog))
     app = Starlette(

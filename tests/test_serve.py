@@ -129,6 +129,8 @@ def test_oversized_and_malformed_bodies(cgan_server):
     status, _, reply = call(address, "POST", "/v1/generate", "x" * (server.MAX_BODY_BYTES + 1))
     assert status == 413 and "at most" in json.loads(reply)["error"]
     assert str(server.MAX_BODY_BYTES + 1) in json.loads(reply)["error"]
+    status, kind, reply = call(address, "GET", "/health", None, {"X-Big": "a" * 70_000})
+    assert status == 431 and "at most 16384 bytes" in json.loads(reply)["error"]
     status, kind, reply = call(address, "POST", "/v1/generate", "{}", {"Content-Length": "-1"})
     assert status == 400 and kind == "application/json" and "malformed" in json.loads(reply)["error"]
     assert call(address, "GET", "/health")[0] == 200
