@@ -375,7 +375,7 @@ def resolve(path) -> Path:
             ".signatures['serve']); the runtime loads .onnx and .tflite files"
         )
     run = RunFolder(path)
-    if (path / manifest_lib.MANIFEST_NAME).is_file() or not run.is_run():
+    if (path / manifest_lib.MANIFEST_NAME).is_file() or not (run.is_run() or run.has_export()):
         folder = path  # an export folder (manifest_lib.read says when the manifest is missing)
     else:  # a run folder: its export/, or an error saying what it lacks
         folder = run.require_export()

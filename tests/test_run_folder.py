@@ -163,6 +163,9 @@ def test_runtime_resolves_a_run_folder_to_its_export_and_explains_when_it_cannot
         runtime.resolve(run.path)
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         runtime.resolve(tmp_path / "nowhere")
+    bare = tmp_path / "bare"  # only export/ (copied out of a run): still resolved
+    shutil.copytree(PRETRAINED[0] / "export", bare / "export")
+    assert runtime.resolve(bare) == bare / "export" / "generator.onnx"
 
 
 # ---- starting or resuming a training run ---------------------------------------------------
