@@ -68,6 +68,7 @@ from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from exporters import inference_protocol as oip
 from exporters import runtime
 from exporters.batching import DynamicBatcher, QueueFull
 from exporters.images import make_grid, png_bytes, to_uint8
@@ -82,11 +83,6 @@ DRAIN_FACTOR = 4  # an oversized body is read and dropped up to this many times 
 REQUEST_FIELDS = ("n", "labels", "seed", "steps", "guidance_scale")
 DIFFUSION_FIELDS = ("steps", "guidance_scale")
 V2_DIFFUSION_PARAMETERS = ("steps", "eta", "guidance_scale", "sampler", "seed")
-# request parameters a Triton client may send that do not change the result here
-V2_IGNORED_PARAMETERS = ("binary_data_output", "priority", "timeout", "sequence_id",
-                         "sequence_start", "sequence_end")
-V2_DATATYPES = {"float32": "FP32", "int32": "INT32", "int64": "INT64", "uint8": "UINT8"}
-V2_NUMPY = {v: np.dtype(k) for k, v in V2_DATATYPES.items()}
 PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tflite"}
 MODEL_VERSION = "1"
 SETTINGS_ENV = "GENZOO_SERVE_SETTINGS"
@@ -150,11 +146,6 @@ class JSONResponse(StarletteJSONResponse):
 
 def error_response(message, status, headers=None) -> JSONResponse:
     return JSONResponse({"error": str(message)}, int(status), headers=headers)
-
-
-def _short(value, limit=80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # ---- request parsing (/v1) --------------------------------------------------------------------
@@ -380,20 +371,13 @@ class GeneratorService:
         return to_uint8((await self.run_feeds(feeds))["images"])
 
     # -- v2 ----------------------------------------------------------------------------------
-    def v2_tensor_specs(self, specs) -> list[dict]:
-        return [
-            {"name": s["name"], "datatype": V2_DATATYPES.get(s["dtype"], s["dtype"].upper()),
-             "shape": [-1 if d is None else int(d) for d in s["shape"]]}
-            for s in specs
-        ]
-
     def v2_metadata(self) -> dict:
         return {
             "name": self.settings.model_name,
             "versions": [MODEL_VERSION],
             "platform": PLATFORMS.get(self.generator.format, self.generator.format),
-            "inputs": self.v2_tensor_specs(self.inputs),
-            "outputs": self.v2_tensor_specs(self.outputs),
+            "inputs": oip.tensor_metadata(self.inputs),
+            "outputs": oip.tensor_metadata(self.outputs),
             "parameters": {"family": self.generator.family,
                            "diffusion_parameters": list(V2_DIFFUSION_PARAMETERS)
                            if self.diffusion else []},
@@ -408,103 +392,16 @@ class GeneratorService:
                              f"[{MODEL_VERSION!r}]", HTTPStatus.NOT_FOUND)
 
     def parse_infer(self, body: bytes, header_length) -> tuple[dict, dict, list, dict]:
-        """(feeds, parameters, [(output name, binary?)], request json) of a v2 infer body."""
-        binary = b""
-        if header_length is not None:
-            try:
-                size = int(header_length)
-            except ValueError:
-                raise BadRequest(
-                    f"Inference-Header-Content-Length must be an integer, got {header_length!r}"
-                ) from None
-            if not 0 < size <= len(body):
-                raise BadRequest(f"Inference-Header-Content-Length {size} is not within the "
-                                 f"body's {len(body)} bytes")
-            body, binary = body[:size], body[size:]
+        """(feeds, parameters, [(output name, binary?)], request json) of a v2 infer body,
+        checked against this model: batch size, label range, finite latents."""
         try:
-            request = json.loads(body.decode("utf-8") or "null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise BadRequest(f"inference request is not valid JSON: {error} "
-                             f"(got {body[:80]!r})") from None
-        if not isinstance(request, dict):
-            raise BadRequest(f"inference request must be a JSON object, got {body[:80]!r}")
-        unknown = sorted(set(request) - {"id", "inputs", "outputs", "parameters"})
-        if unknown:
-            raise BadRequest(f"unknown inference request fields {unknown}; accepted: "
-                             "['id', 'inputs', 'outputs', 'parameters']")
-        parameters = request.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise BadRequest(f"parameters must be a JSON object, got {_short(parameters)}")
-        allowed = set(V2_IGNORED_PARAMETERS) | (
-            set(V2_DIFFUSION_PARAMETERS) if self.diffusion else set()
-        )
-        unknown = sorted(set(parameters) - allowed)
-        if unknown:
-            raise BadRequest(f"unknown parameters {unknown}; accepted here: {sorted(allowed)}")
-        feeds = self._parse_inputs(request.get("inputs"), binary)
-        outputs = self._parse_outputs(request.get("outputs"),
-                                      bool(parameters.get("binary_data_output", False)))
-        return feeds, parameters, outputs, request
-
-    def _parse_inputs(self, inputs, binary: bytes) -> dict:
-        if not isinstance(inputs, list) or not inputs:
-            raise BadRequest(f"inputs must be a non-empty list of tensors, got {_short(inputs)}")
-        specs = {spec["name"]: spec for spec in self.inputs}
-        feeds, offset = {}, 0
-        for tensor in inputs:
-            if not isinstance(tensor, dict):
-                raise BadRequest(f"each input must be a JSON object, got {_short(tensor)}")
-            name = tensor.get("name")
-            if name not in specs:
-                raise BadRequest(f"unknown input {_short(name)}; the model takes "
-                                 f"{sorted(specs)}")
-            if name in feeds:
-                raise BadRequest(f"input {name!r} is given twice")
-            spec = specs[name]
-            expected_type = V2_DATATYPES[spec["dtype"]]
-            datatype = tensor.get("datatype")
-            if datatype != expected_type:
-                raise BadRequest(f"input {name!r} must have datatype {expected_type}, got "
-                                 f"{_short(datatype)}")
-            shape = tensor.get("shape")
-            if (not isinstance(shape, list) or len(shape) != len(spec["shape"])
-                    or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                               for d in shape)
-                    or any(want is not None and got != want
-                           for got, want in zip(shape, spec["shape"]))):
-                wanted = ["n" if d is None else d for d in spec["shape"]]
-                raise BadRequest(f"input {name!r} must have shape {wanted}, got {_short(shape)}")
-            count = math.prod(shape)
-            dtype = V2_NUMPY[datatype]
-            params = tensor.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise BadRequest(f"input {name!r}: parameters must be an object, "
-                                 f"got {_short(params)}")
-            if "binary_data_size" in params:
-                size = params["binary_data_size"]
-                if (isinstance(size, bool) or not isinstance(size, int)
-                        or size != count * dtype.itemsize or offset + size > len(binary)):
-                    raise BadRequest(
-                        f"input {name!r}: binary_data_size {_short(size)} does not match shape "
-                        f"{shape} of {datatype} ({count * dtype.itemsize} bytes) or the "
-                        f"{len(binary) - offset} binary bytes left in the body"
-                    )
-                array = np.frombuffer(binary, dtype.newbyteorder("<"), count, offset)
-                offset += size
-            elif "data" in tensor:
-                array = self._json_array(name, tensor["data"], dtype, count)
-            else:
-                raise BadRequest(f"input {name!r} has neither 'data' nor a binary_data_size")
-            feeds[name] = np.ascontiguousarray(array.reshape(shape), dtype=dtype)
-        if offset != len(binary):
-            raise BadRequest(f"the body has {len(binary) - offset} binary bytes no input claims")
-        missing = sorted(set(specs) - set(feeds))
-        if missing:
-            raise BadRequest(f"missing inputs {missing}; the model takes {sorted(specs)}")
-        rows = {name: len(array) for name, array in feeds.items()}
-        if len(set(rows.values())) != 1:
-            raise BadRequest(f"inputs must have the same batch size, got {rows}")
-        n = next(iter(rows.values()))
+            feeds, parameters, outputs, request = oip.parse_request(
+                body, header_length, self.inputs, [spec["name"] for spec in self.outputs],
+                V2_DIFFUSION_PARAMETERS if self.diffusion else (),
+            )
+        except oip.ProtocolError as error:
+            raise BadRequest(str(error)) from None
+        n = len(next(iter(feeds.values())))
         if not 1 <= n <= self.max_images_v2:
             raise BadRequest(f"batch size must be in [1, {self.max_images_v2}], got {n}")
         if "label" in feeds:
@@ -512,42 +409,10 @@ class GeneratorService:
                 check_labels(feeds["label"], n, self.generator.num_classes)
             except ValueError as error:
                 raise BadRequest(f"input 'label': {error}") from None
-        if not np.all(np.isfinite(feeds[self.inputs[0]["name"]])):
-            raise BadRequest(f"input {self.inputs[0]['name']!r} holds NaN or infinite values")
-        return feeds
-
-    @staticmethod
-    def _json_array(name, data, dtype, count) -> np.ndarray:
-        try:
-            array = np.asarray(data)
-        except (ValueError, TypeError):
-            raise BadRequest(f"input {name!r}: data must be a (flat) list of numbers, "
-                             f"got {_short(data)}") from None
-        if array.dtype == object or array.dtype.kind not in "iuf" or array.dtype == bool:
-            raise BadRequest(f"input {name!r}: data must be numbers, got {_short(data)}")
-        if array.size != count:
-            raise BadRequest(f"input {name!r}: data has {array.size} values, its shape needs "
-                             f"{count}")
-        if dtype.kind == "i" and array.dtype.kind == "f" and not np.all(array == np.round(array)):
-            raise BadRequest(f"input {name!r}: data must be integers, got {_short(data)}")
-        return array.ravel().astype(dtype)
-
-    def _parse_outputs(self, outputs, binary_default: bool) -> list:
-        names = [spec["name"] for spec in self.outputs]
-        if outputs is None:
-            return [(name, binary_default) for name in names]
-        if not isinstance(outputs, list):
-            raise BadRequest(f"outputs must be a list, got {_short(outputs)}")
-        wanted = []
-        for item in outputs:
-            name = item.get("name") if isinstance(item, dict) else None
-            if name not in names:
-                raise BadRequest(f"unknown output {_short(name if name else item)}; the model "
-                                 f"gives {names}")
-            params = item.get("parameters") or {}
-            wanted.append((name, bool(params.get("binary_data", binary_default))
-                           if isinstance(params, dict) else binary_default))
-        return wanted
+        first = self.inputs[0]["name"]
+        if not np.all(np.isfinite(feeds[first])):
+            raise BadRequest(f"input {first!r} holds NaN or infinite values")
+        return feeds, parameters, outputs, request
 
     async def infer(self, feeds: dict, parameters: dict) -> dict:
         if not self.diffusion:
@@ -578,28 +443,12 @@ class GeneratorService:
 
 
 def infer_response(service, request: dict, results: dict, outputs: list) -> Response:
-    by_name = {spec["name"]: spec for spec in service.outputs}
-    answer = {"model_name": service.settings.model_name, "model_version": MODEL_VERSION,
-              "outputs": []}
-    if "id" in request:
-        answer["id"] = request["id"]
-    buffers = []
-    for name, binary in outputs:
-        array = np.ascontiguousarray(results[name], dtype=np.dtype(by_name[name]["dtype"]))
-        tensor = {"name": name, "datatype": V2_DATATYPES[str(array.dtype)],
-                  "shape": list(array.shape)}
-        if binary:
-            data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-            tensor["parameters"] = {"binary_data_size": len(data)}
-            buffers.append(data)
-        else:
-            tensor["data"] = array.ravel().tolist()
-        answer["outputs"].append(tensor)
-    header = json.dumps(answer, separators=(",", ":")).encode()
-    if not buffers:
-        return Response(header, media_type="application/json")
-    return Response(b"".join([header, *buffers]), media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(len(header))})
+    dtypes = {spec["name"]: np.dtype(spec["dtype"]) for spec in service.outputs}
+    results = {name: np.asarray(value, dtypes[name]) for name, value in results.items()}
+    body, headers = oip.encode_response(service.settings.model_name, MODEL_VERSION, request,
+                                        results, outputs)
+    media_type = "application/octet-stream" if headers else "application/json"
+    return Response(body, media_type=media_type, headers=headers)
 
 
 # ---- OpenAPI and /docs --------------------------------------------------------------------------
