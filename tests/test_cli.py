@@ -175,6 +175,7 @@ def test_python_api_names_match_the_cli():
 
 
 # ---- run folders: defaults, status after a signal, resume, what a run lacks ----------------
+@pytest.mark.slow  # a zoo train subprocess (~20 s)
 def test_default_out_skips_a_finished_run_such_as_a_pretrained_one(tmp_path):
     finished = tmp_path / "runs" / "gan-digits"
     finished.mkdir(parents=True)
@@ -189,6 +190,7 @@ def test_default_out_skips_a_finished_run_such_as_a_pretrained_one(tmp_path):
     assert sorted(p.name for p in finished.iterdir()) == ["config.json"]  # untouched
 
 
+@pytest.mark.slow  # zoo train subprocesses (~25-40 s each)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, sig):
     run = tmp_path / "run"
@@ -253,13 +255,16 @@ def test_commands_on_a_missing_or_foreign_path_name_it(tmp_path):
     assert_one_line_error(run_zoo("export", tmp_path / "notes.txt"), "not a .keras file")
 
 
-def test_export_into_a_non_empty_folder_names_the_cli_flag(tmp_path):
+def test_export_into_a_non_empty_folder_names_the_cli_flag(tmp_path, capsys):
+    from zoo import cli
+
     (tmp_path / "m.keras").write_text("refused before the model is read")
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("keep me")
-    result = run_zoo("export", tmp_path / "m.keras", "--out", out)
-    assert_one_line_error(result, "is not empty; pass --overwrite")
+    assert cli.main(["export", str(tmp_path / "m.keras"), "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "is not empty; pass --overwrite (overwrite=True in" in error[0]
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
