@@ -801,8 +801,9 @@ def uvicorn_options(settings: Settings, protocol=None) -> dict:
 
 
 # ---- running it -------------------------------------------------------------------------------
-def load_generator(artifact):
-    generator = artifact if isinstance(artifact, runtime.Generator) else runtime.load(artifact)
+def load_generator(artifact, threads: int | None = None):
+    generator = artifact if isinstance(artifact, runtime.Generator) else \
+        runtime.load(artifact, threads=threads)
     if not isinstance(generator, runtime.Generator):
         role = generator.entry.get("role")
         raise ValueError(f"{artifact} is not a generator artifact (role {role!r})")  # noqa: TRY004
@@ -889,10 +890,10 @@ def app_from_environment() -> Starlette:
     """The app factory each `--workers` process runs (settings from $GENZOO_SERVE_SETTINGS)."""
     _configure_logging()
     options = json.loads(os.environ[SETTINGS_ENV])
-    artifact = options.pop("artifact")
+    artifact, threads = options.pop("artifact"), options.pop("threads")
     settings = Settings(**options)
     GuardedH11Protocol.header_timeout = float(settings.header_timeout)  # this process's own
-    return build_app(load_generator(artifact), settings)
+    return build_app(load_generator(artifact, threads), settings)
 
 
 def serve(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = True,
@@ -911,8 +912,10 @@ def serve(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = T
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: drained, then a quiet exit
             server.serve_forever()
         return
+    # the cores shared out: each worker's runtime runs on its share, not on all of them
+    threads = max(1, runtime.cpu_count() // workers)
     os.environ[SETTINGS_ENV] = json.dumps(
-        {"artifact": str(generator.path), **dataclasses.asdict(config)}
+        {"artifact": str(generator.path), "threads": threads, **dataclasses.asdict(config)}
     )
     del generator
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
