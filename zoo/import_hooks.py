@@ -13,18 +13,31 @@ import sys
 
 
 class _FirstImport(importlib.abc.MetaPathFinder):
+    """Wraps the loader of every spec found for `name` until one of them really executes: a
+    bare `importlib.util.find_spec(name)` (TensorFlow makes such checks) must not use it up."""
+
     def __init__(self, name, around):
         self.name, self.around = name, around
+        self.searching = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != self.name:
+        if name != self.name or self.searching:
             return None
-        sys.meta_path.remove(self)  # once; find_spec below must not find this finder again
-        spec = importlib.util.find_spec(name)
+        self.searching = True  # the find_spec below asks every finder again, this one included
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.searching = False
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
-        spec.loader.exec_module = lambda module: self.around(exec_module, module)
+
+        def exec_around(module):
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            self.around(exec_module, module)
+
+        spec.loader.exec_module = exec_around
         return spec
 
 
