@@ -2,8 +2,8 @@
 
 Each function here receives the object it pokes (a model class, a model, an interpreter) or
 imports the private module inside itself, so this module imports nothing at load time: the
-TF-free tier never imports it, and both TF sides (zoo's model code, the converters and zoo's
-composition layer) may. tests/test_compat.py checks every function against the installed
+TF-free tier (for the uvicorn protocol), zoo's model code, the converters and zoo's
+composition layer may all import it. tests/test_compat.py checks every function against the installed
 versions and fails with the version that broke it; when an upgrade changes one of these
 private APIs, fix it here and nowhere else.
 
@@ -17,6 +17,12 @@ The uses, and why no public route exists (Keras 3.15, LiteRT 2.3, tf2onnx 1.17):
 - `set_initial_epoch`: the hook `keras.callbacks.BackupAndRestore` itself uses to make `fit`
   resume at a restored epoch (`model._initial_epoch`).
 - `litert_op_names`: LiteRT lists a model's operators only through `_get_ops_details`.
+- `HeaderDeadlineH11Protocol`: uvicorn has no deadline for a request's headers (slowloris) and
+  answers malformed requests in plain text; `zoo serve` subclasses its h11 protocol for both,
+  which touches uvicorn's internals (`conn`, `cycle`, `on_response_complete`, ...).
+
+The TF-free tier may import this module too (it loads nothing at import); `zoo serve` does, for
+the uvicorn protocol, built on first access.
 """
 
 from __future__ import annotations
@@ -179,3 +185,97 @@ def litert_op_names(interpreter) -> list[str]:
             "a list of dicts with 'op_name'",
             ("ai-edge-litert",),
         ) from error
+
+
+# ---- uvicorn: a deadline for request headers, JSON for malformed requests ----------------------
+H11_PROTOCOL = "uvicorn.protocols.http.h11_impl.H11Protocol"
+H11_HOOKS = ("connection_made", "connection_lost", "on_response_complete", "send_400_response")
+H11_STATE = ("self.conn", "self.cycle", "self.transport", "self.loop")
+
+
+def h11_protocol_base():
+    """uvicorn's H11Protocol, checked for the hooks and state the subclass below relies on."""
+    import inspect
+
+    try:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+    except ImportError as error:
+        raise PrivateAPIChanged(f"cannot import {H11_PROTOCOL} ({error})", "that class",
+                                ("uvicorn", "h11")) from error
+    missing = [name for name in H11_HOOKS if not callable(getattr(H11Protocol, name, None))]
+    source = inspect.getsource(H11Protocol)
+    missing += [name for name in H11_STATE if name not in source]
+    if missing:
+        raise PrivateAPIChanged(f"{H11_PROTOCOL} lacks {missing}", f"{H11_HOOKS + H11_STATE}",
+                                ("uvicorn", "h11"))
+    return H11Protocol
+
+
+def _header_deadline_h11_protocol():
+    import json
+
+    import h11
+
+    H11Protocol = h11_protocol_base()  # noqa: N806
+
+    class HeaderDeadlineH11Protocol(H11Protocol):
+        """uvicorn's h11 protocol plus a deadline for each request's headers (slowloris: a
+        connection that sends nothing, or headers a byte at a time, is closed after
+        `header_timeout` seconds) and JSON bodies for malformed-request 400s."""
+
+        header_timeout = 10.0
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._header_timer = None
+            self._arm_header_timer()
+
+        def _arm_header_timer(self):
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline)
+
+        def _header_deadline(self):
+            self._header_timer = None
+            waiting_for_headers = self.conn.their_state is h11.IDLE and (
+                self.cycle is None or self.cycle.response_complete
+            )
+            if waiting_for_headers and not self.transport.is_closing():
+                self.transport.close()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_header_timer()
+
+        def connection_lost(self, exc):
+            if getattr(self, "_header_timer", None) is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            super().connection_lost(exc)
+
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"error": f"malformed HTTP request: {msg}"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                       (b"content-length", str(len(body)).encode())]
+            try:
+                self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers,
+                                                                 reason=b"Bad Request")))
+                self.transport.write(self.conn.send(h11.Data(data=body)))
+                self.transport.write(self.conn.send(h11.EndOfMessage()))
+            except h11.LocalProtocolError:
+                pass
+            self.transport.close()
+
+    HeaderDeadlineH11Protocol.__module__ = __name__  # picklable by name, like a top-level class
+    HeaderDeadlineH11Protocol.__qualname__ = HeaderDeadlineH11Protocol.__name__
+    return HeaderDeadlineH11Protocol
+
+
+def __getattr__(name):
+    """`HeaderDeadlineH11Protocol`, built (uvicorn imported) on first access; a module attribute,
+    so `--workers` processes find it by name."""
+    if name == "HeaderDeadlineH11Protocol":
+        protocol = globals()[name] = _header_deadline_h11_protocol()
+        return protocol
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,7 +56,6 @@ from importlib import metadata as importlib_metadata
 from urllib.parse import parse_qs
 
 import anyio
-import h11
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -66,8 +65,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from exporters import compat
 from exporters import inference_protocol as oip
 from exporters import runtime
 from exporters.batching import DynamicBatcher, QueueFull
@@ -731,59 +730,8 @@ def build_app(generator, settings: Settings | None = None) -> Starlette:
     return app
 
 
-# ---- HTTP protocol: a deadline for request headers -------------------------------------------
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus a deadline for each request's headers (slowloris: a
-    connection that sends nothing, or headers a byte at a time, is closed after
-    `header_timeout` seconds) and JSON bodies for malformed-request 400s."""
-
-    header_timeout = 10.0
-
-    def connection_made(self, transport):
-        super().connection_made(transport)
-        self._header_timer = None
-        self._arm_header_timer()
-
-    def _arm_header_timer(self):
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline)
-
-    def _header_deadline(self):
-        self._header_timer = None
-        waiting_for_headers = self.conn.their_state is h11.IDLE and (
-            self.cycle is None or self.cycle.response_complete
-        )
-        if waiting_for_headers and not self.transport.is_closing():
-            self.transport.close()
-
-    def on_response_complete(self):
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_header_timer()
-
-    def connection_lost(self, exc):
-        if getattr(self, "_header_timer", None) is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-        super().connection_lost(exc)
-
-    def send_400_response(self, msg: str) -> None:
-        body = json.dumps({"error": f"malformed HTTP request: {msg}"}).encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
-                   (b"content-length", str(len(body)).encode())]
-        try:
-            self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers,
-                                                             reason=b"Bad Request")))
-            self.transport.write(self.conn.send(h11.Data(data=body)))
-            self.transport.write(self.conn.send(h11.EndOfMessage()))
-        except h11.LocalProtocolError:
-            pass
-        self.transport.close()
-
-
 def _protocol_for(settings: Settings) -> type:
-    return type("GenzooH11Protocol", (GuardedH11Protocol,),
+    return type("GenzooH11Protocol", (compat.HeaderDeadlineH11Protocol,),
                 {"header_timeout": float(settings.header_timeout)})
 
 
@@ -892,7 +840,7 @@ def app_from_environment() -> Starlette:
     options = json.loads(os.environ[SETTINGS_ENV])
     artifact, threads = options.pop("artifact"), options.pop("threads")
     settings = Settings(**options)
-    GuardedH11Protocol.header_timeout = float(settings.header_timeout)  # this process's own
+    compat.HeaderDeadlineH11Protocol.header_timeout = float(settings.header_timeout)  # its own
     return build_app(load_generator(artifact, threads), settings)
 
 
@@ -923,4 +871,4 @@ def serve(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = T
     # the protocol class travels to the spawned workers by name; each sets its header timeout
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.run("exporters.server:app_from_environment", factory=True, host=host,
-                    port=port, workers=workers, **uvicorn_options(config, GuardedH11Protocol))
+                    port=port, workers=workers, **uvicorn_options(config, compat.HeaderDeadlineH11Protocol))

@@ -210,6 +210,28 @@ def test_float32_network_reads_policies_from_the_config():
     )
 
 
+# ---- uvicorn -----------------------------------------------------------------------------------
+def test_h11_protocol_has_the_hooks_and_state_the_header_deadline_needs():
+    base = compat.h11_protocol_base()
+    protocol = compat.HeaderDeadlineH11Protocol
+    assert issubclass(protocol, base) and protocol.__module__ == "exporters.compat"
+    # found by name, as the `--workers` processes find it
+    import importlib
+
+    assert getattr(importlib.import_module("exporters.compat"), protocol.__name__) is protocol
+
+
+def test_a_changed_h11_protocol_is_a_loud_error_naming_uvicorn(monkeypatch):
+    import uvicorn.protocols.http.h11_impl as h11_impl
+
+    class Changed:  # what an upgrade that renamed the hooks would look like
+        pass
+
+    monkeypatch.setattr(h11_impl, "H11Protocol", Changed)
+    with pytest.raises(compat.PrivateAPIChanged, match=r"uvicorn \d"):
+        compat.h11_protocol_base()
+
+
 def test_compat_imports_nothing_at_load_time():
     import subprocess
     import sys

@@ -6,8 +6,8 @@
 - converters (exporters/converters/): the TF stack and the TF-free tier, never zoo.
 - zoo's model code (everything in zoo/ but the composition layer): the TF-free tier only.
 - zoo's composition layer (cli, train): may call the converters, through `exporters.export`.
-- compat (exporters/compat.py, the one home of private Keras / tf2onnx / LiteRT uses): a leaf
-  that zoo and the converters may import and the TF-free tier never does; it imports no genzoo
+- compat (exporters/compat.py, the one home of private Keras / tf2onnx / LiteRT / uvicorn uses):
+  a leaf every layer may import, because it loads nothing when imported: it imports no genzoo
   module and, at module level, the standard library only (its private targets inside functions).
 
 Every import statement counts, at module level or inside a function.
@@ -100,8 +100,6 @@ def violations(path: Path) -> list[str]:
         elif me.startswith("exporters"):
             if target == "zoo":
                 bad.append(f"{me} (TF-free tier) imports {name}")
-            elif target == "compat":
-                bad.append(f"{me} (TF-free tier) imports {name}: compat is for the TF side")
             elif target == "converters" and not (me == "exporters" and in_function):
                 bad.append(f"{me} (TF-free tier) imports the converter {name}")
             elif target == "other" and top not in sys.stdlib_module_names and (
@@ -130,7 +128,6 @@ def test_the_checker_catches_wrong_imports(tmp_path, monkeypatch):
         "exporters/bad_server.py": "def f():\n    from zoo import base\n",
         "exporters/converters/bad.py": "import zoo.gan\n",
         "zoo/bad_model.py": "from exporters.converters import onnx\n",
-        "exporters/bad_images.py": "from exporters import compat\n",
         "exporters/compat.py": "import keras\n\ndef f():\n    from exporters import sampling\n",
     }
     for relative, text in cases.items():
@@ -149,6 +146,7 @@ def test_the_checker_catches_wrong_imports(tmp_path, monkeypatch):
     allowed = {
         "zoo/gan.py": "from exporters import compat\n",
         "exporters/converters/onnx.py": "from exporters import compat\n",
+        "exporters/sampling.py": "from exporters import compat\n",
         "exporters/compat.py": "import inspect\n\ndef f():\n    from keras.src import export\n",
     }
     for relative, text in allowed.items():
