@@ -4,10 +4,13 @@ Two tiers, told apart by where a module lives:
 
 - the TF-free tier, the modules directly in `exporters/` (`sampling`, `images`, `manifest`,
   `run_folder`, `diffusion_schedules`, `diffusion_samplers`, `diffusion_pipeline`, `runtime`,
-  `server`): numpy, ONNX Runtime, LiteRT, Pillow and the serving stack only. This is what
-  `pip install genzoo` gives; `zoo sample` / `zoo serve` on an artifact run on it alone.
-- the converters, `exporters/converters/` (SavedModel, TFLite, ONNX, verify, `export`): they
-  take a Keras generator, import the TF stack and the TF-free tier, and never import `zoo`.
+  `batching`, `inference_protocol`, `server`): numpy, ONNX Runtime, LiteRT, Pillow and the
+  serving stack only. This is what `pip install genzoo` gives; `zoo sample` / `zoo serve` on an
+  artifact run on it alone. `compat` holds every private-API use of any layer and loads nothing
+  when imported.
+- the converters, `exporters/converters/` (SavedModel, TFLite, ONNX, Triton and TF Serving
+  layouts, verify, `export`): they take a Keras generator, import the TF stack and the TF-free
+  tier, and never import `zoo`.
 
 Importing this package loads no TensorFlow: `export` imports the converters when called.
 

@@ -6,8 +6,8 @@ manifest describes (sha256, size, input names and shapes), and returns a `Genera
 `generate(n, labels, seed)` draws latents exactly like `zoo`'s `model.sample` (so the same seed
 gives the same images) and returns uint8 NHWC images. A diffusion denoiser's artifact loads as a
 `DiffusionGenerator`, which runs the sampling loop (DDIM or DDPM, `steps`, `eta`,
-`guidance_scale`) here in numpy with the schedule from the manifest and the numpy-only code of
-`exporters.diffusion_samplers`, the same code `model.sample` runs.
+`guidance_scale`) here in numpy with the schedule from the manifest, through
+`exporters.diffusion_pipeline`: the one sampling loop `model.sample` runs too.
 
 ONNX Runtime settings, and why: each session runs with one intra-op thread, and a large batch
 is split into chunks (4 per core, at least 16 images) that a thread per core runs concurrently
