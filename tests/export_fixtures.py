@@ -3,6 +3,10 @@
 `shared_exports` gives test_export.py, test_runtime.py and test_serve.py one export per family
 per session. Each family also gets one quantized TFLite variant, so between them the
 three cover every quantization mode.
+
+Exporting costs seconds per family: the fast tier exports FAST_FAMILIES (every format, fp16 and
+int8 TFLite); `families()` marks the tests of the others slow (the full tier adds vae: its
+encoder artifacts and dynamic-range quantization).
 """
 
 from __future__ import annotations
@@ -20,6 +24,17 @@ FAMILIES = {
     "vae": {"latent_dim": 8, "base_filters": 8},
 }
 QUANTIZE = {"gan": "fp16", "cgan": "int8", "vae": "dynamic"}
+FAST_FAMILIES = ("gan", "cgan")
+
+
+def families(names=None):
+    """pytest params of `names` (default: every family), each outside FAST_FAMILIES marked slow."""
+    import pytest
+
+    return [
+        pytest.param(name, id=name, marks=() if name in FAST_FAMILIES else pytest.mark.slow)
+        for name in (sorted(FAMILIES) if names is None else names)
+    ]
 
 
 def build_tiny(family, **overrides):

@@ -37,6 +37,7 @@ def assert_one_line_error(result, *fragments):
         assert fragment in last, (fragment, last)
 
 
+@pytest.mark.slow  # `zoo` processes that import TensorFlow (~7 s each)
 def test_list_names_models_and_datasets():
     result = run_zoo("list")
     assert result.returncode == 0, result.stderr
@@ -44,6 +45,7 @@ def test_list_names_models_and_datasets():
         assert name in result.stdout
 
 
+@pytest.mark.slow  # a `zoo` process that imports TensorFlow and trains
 def test_train_writes_a_run_folder_and_never_overwrites_it(tmp_path):
     run = tmp_path / "run"
     result = run_zoo("train", "cgan", *TINY, "--epochs", "2", "--out", run)
@@ -69,6 +71,7 @@ def test_train_writes_a_run_folder_and_never_overwrites_it(tmp_path):
     assert (run / "model.keras").read_bytes() == before
 
 
+@pytest.mark.slow  # a `zoo` process that imports TensorFlow and trains
 def test_same_seed_gives_the_same_model(tmp_path):
     for name in ("a", "b"):
         result = run_zoo("train", "vae", *TINY, "--epochs", "1", "--out", tmp_path / name)
@@ -155,6 +158,7 @@ class _LastCallback(keras.callbacks.Callback):
          ["unknown argument(s) archtecture", "likelihood", "beta"]),
     ],
 )
+@pytest.mark.slow  # `zoo` processes that import TensorFlow (~7 s each)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
     out = tmp_path / "run"
     result = run_zoo(*args, "--out", out)
@@ -162,6 +166,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow  # `zoo` processes that import TensorFlow (~7 s each)
 def test_errors_leave_existing_folders_alone(tmp_path):
     (tmp_path / "notes.txt").write_text("keep me")
     result = run_zoo("train", "gan", *TINY, "--out", tmp_path)

@@ -305,6 +305,7 @@ def test_ddim_eta_0_is_deterministic_and_eta_or_ddpm_are_not(cddpm):
     )
 
 
+@pytest.mark.slow  # a SavedModel of the whole sampling loop
 def test_sampling_function_matches_sample_and_saves_as_a_signature(cddpm, tmp_path):
     labels = np.array([5, 6], np.int32)
     z = np.random.default_rng(3).standard_normal((2, 784), dtype=np.float32)

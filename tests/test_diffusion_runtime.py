@@ -16,6 +16,9 @@ from test_serve import ZOO, call
 
 from exporters import runtime, server
 
+# Exports a CDDPM to ONNX + TFLite (~15 s) and runs subprocesses; the fast tier has the diffusion
+# loop in test_diffusion_pipeline.py and a diffusion ONNX export in test_serve_v2.py.
+pytestmark = pytest.mark.slow
 TOLERANCE = 1e-3
 LABELS = [0, 3, 9, 5]
 TINY = {"image_shape": (8, 8, 1), "num_classes": 10, "base_filters": 8,

@@ -163,6 +163,7 @@ class RealImages:
         return np.stack([self.images[rng.choice(np.flatnonzero(self.labels == y))] for y in labels])
 
 
+@pytest.mark.slow  # trains the domain classifier (~20 s)
 def test_classifier_is_cached_with_its_accuracy(classifier, cache_dir):
     folder = evaluate.classifier_dir("mnist5k", cache_dir, epochs=4, filters=16)
     assert folder.parent == cache_dir / "mnist5k" and classifier.info["path"] == str(folder)
@@ -176,6 +177,7 @@ def test_classifier_is_cached_with_its_accuracy(classifier, cache_dir):
     assert again.info["settings"]["epochs"] == 4 and told == []  # reused, not retrained
 
 
+@pytest.mark.slow  # trains the domain classifier (~20 s)
 def test_classifier_reads_digits_through_background_speckle(classifier, test_split):
     # Young GANs paint faint speckle on the background; the noise augmentation is for this.
     images, labels = test_split
@@ -246,6 +248,7 @@ def test_training_estimate_scales_with_data_and_epochs():
     assert evaluate.estimate_training_seconds("digits") < full / 10  # 8x8 images, 1,500 of them
 
 
+@pytest.mark.slow  # trains the domain classifier (~20 s)
 def test_perfect_generator_is_class_consistent_and_near_the_floor(classifier, test_split):
     result = evaluate.evaluate_model(
         RealImages(*test_split), "mnist5k", 500, classifier=classifier, **FAST
@@ -256,6 +259,7 @@ def test_perfect_generator_is_class_consistent_and_near_the_floor(classifier, te
     assert result["model"]["precision"] > 0.7
 
 
+@pytest.mark.slow  # trains the classifier and a VAE for 8 epochs
 def test_untrained_far_worse_than_real_and_trained_better(classifier):
     import zoo
     from zoo import data
@@ -283,6 +287,7 @@ def test_untrained_far_worse_than_real_and_trained_better(classifier):
     )
 
 
+@pytest.mark.slow  # trains the domain classifier (~20 s)
 def test_conditional_vae_gets_likelihood_and_class_consistency(classifier):
     import zoo
 
@@ -305,6 +310,7 @@ def cgan_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow  # trains the domain classifier (~20 s)
 def test_evaluate_run_writes_eval_json_and_a_table(classifier, cgan_run):
     result = evaluate.evaluate_run(cgan_run, n=200, classifier=classifier, **FAST)
     assert json.loads((cgan_run / "eval.json").read_text()) == json.loads(json.dumps(result))

@@ -11,10 +11,10 @@ import keras
 import numpy as np
 import pytest
 from export_fixtures import (
-    FAMILIES,
     QUANTIZE,
     TFLITE_BATCH,
     build_tiny,
+    families,
     labels_for,
     shared_exports,
 )
@@ -39,7 +39,7 @@ def keras_images(model, z, labels):
 
 
 # ---- parity: family x format ------------------------------------------------------------------
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", families())
 def test_saved_model_serve_signature_matches_keras_at_two_batch_sizes(exports, family):
     import tensorflow as tf
 
@@ -57,7 +57,7 @@ def test_saved_model_serve_signature_matches_keras_at_two_batch_sizes(exports, f
         assert np.abs(got - keras_images(model, z, labels)).max() <= FLOAT32_TOLERANCE
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", families())
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_runtime_artifacts_match_model_sample(exports, family, fmt):
     """Every ONNX/TFLite generator (float32 and quantized) through the TF-free runtime against
@@ -81,7 +81,7 @@ def test_runtime_artifacts_match_model_sample(exports, family, fmt):
             assert images.dtype == np.uint8 and np.abs(images.astype(int) - expected).max() <= 1
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", families())
 def test_every_artifact_verified_in_the_manifest(exports, family):
     exported = exports(family)
     manifest = json.loads((exported.out_dir / "manifest.json").read_text())
@@ -119,7 +119,7 @@ def test_every_artifact_verified_in_the_manifest(exports, family):
         assert roles == {"generator", "encoder"}
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", families())
 def test_tflite_uses_builtin_ops_only(exports, family):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -132,6 +132,7 @@ def test_tflite_uses_builtin_ops_only(exports, family):
         Interpreter(model_path=str(exported.path(name))).allocate_tensors()  # no Flex delegate
 
 
+@pytest.mark.slow  # exports the vae
 def test_vae_encoder_artifacts_match_keras(exports):
     exported = exports("vae")
     images = np.random.default_rng(0).uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32)
@@ -296,6 +297,7 @@ def test_phase_rewrite_equals_convtranspose(kernel, stride, pads, channels):
 
 
 # ---- options, inputs and folders ----------------------------------------------------------------
+@pytest.mark.slow  # two more TFLite conversions
 def test_dynamic_batch_tflite_and_the_resize_limitation(tmp_path):
     from exporters.converters import tflite
 
@@ -367,6 +369,33 @@ def test_bad_sources(tmp_path):
     (tmp_path / "bad.keras").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="could not load"):
         exporters.export(tmp_path / "bad.keras", tmp_path / "out")
+
+
+def test_cli_list_export_and_sample_in_process(tmp_path, capsys):
+    """`zoo list`, `zoo export` and `zoo sample` through zoo.cli.main in this process (no
+    subprocess: TensorFlow is loaded already); the subprocess runs are in the slow tier."""
+    from zoo import cli
+
+    assert cli.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    for name in (*exporters.FORMATS, "gan", "cgan", "vae", "ddpm", "mnist5k"):
+        assert name in listed, name
+    model = build_tiny("cgan")
+    model.compile()
+    model.save(tmp_path / "model.keras")
+    out = tmp_path / "export"
+    assert cli.main(["export", str(tmp_path / "model.keras"), "--out", str(out),
+                     "--formats", "onnx"]) == 0
+    printed = capsys.readouterr().out
+    assert "generator.onnx" in printed and "max abs diff" in printed
+    assert cli.main(["sample", str(out), "--n", "3", "--labels", "0,1,2", "--seed", "4",
+                     "--out", str(tmp_path / "s.npy")]) == 0
+    expected = to_uint8(model.sample(3, labels=[0, 1, 2], seed=4))
+    assert np.abs(np.load(tmp_path / "s.npy").astype(int) - expected).max() <= 1
+    # bad input: one line on stderr, exit 2, nothing written
+    assert cli.main(["sample", str(out), "--n", "3", "--out", str(tmp_path / "t.npy")]) == 2
+    assert "conditional" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "t.npy").exists()
 
 
 def test_importing_exporters_loads_no_tensorflow():

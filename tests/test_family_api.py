@@ -66,7 +66,10 @@ def test_call_is_the_documented_network(case):
 
 
 # ---- Keras' export gives the generator -------------------------------------------------------
-@FAMILIES
+@pytest.mark.parametrize("case", [  # the diffusion denoiser's SavedModel takes ~15 s: slow tier
+    pytest.param(c, id=c.name, marks=pytest.mark.slow if c.name == "cddpm" else ())
+    for c in ONE_PER_FAMILY
+])
 def test_keras_export_is_the_generator(case, tmp_path):
     model = case.build()
     model.export(tmp_path / "sm", verbose=False)

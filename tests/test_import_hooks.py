@@ -24,13 +24,17 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+SLOW = pytest.mark.slow  # each a Python that imports TensorFlow (~5 s): fast tier keeps one
+
+
 @pytest.mark.parametrize("before", [
     "import keras, zoo",                                   # the documented order
-    "import zoo, tensorflow, keras",                       # zoo first, Keras later
-    "import zoo, importlib.util; importlib.util.find_spec('keras'); import keras",  # a bare check
+    pytest.param("import zoo, tensorflow, keras", marks=SLOW),  # zoo first, Keras later
+    pytest.param(  # a bare check
+        "import zoo, importlib.util; importlib.util.find_spec('keras'); import keras", marks=SLOW),
     # a family module first: families that need the half-imported one register on the next
     # registry call (here list_models), see zoo.registry.register_all
-    "import zoo; from zoo import gan; zoo.list_models()",
+    pytest.param("import zoo; from zoo import gan; zoo.list_models()", marks=SLOW),
 ])
 def test_families_are_registered_whatever_the_import_order(before):
     result = run_python(f"{before}; {REGISTERED}")
@@ -42,6 +46,7 @@ def test_import_zoo_alone_loads_no_tensorflow():
     assert result.stdout.strip() == "False False", result.stderr[-2000:]
 
 
+@pytest.mark.slow  # two `zoo list` processes that import TensorFlow
 def test_cli_keeps_tensorflow_start_up_lines_off_stderr_unless_asked():
     code = "import sys, zoo.cli; sys.exit(zoo.cli.main(sys.argv[1:]))"
     quiet = subprocess.run([sys.executable, "-c", code, "list"], capture_output=True, text=True,

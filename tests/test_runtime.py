@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from export_fixtures import TFLITE_BATCH, labels_for, shared_exports
+from export_fixtures import TFLITE_BATCH, families, labels_for, shared_exports
 
 from exporters import runtime
 from exporters.images import to_uint8
@@ -23,7 +23,7 @@ def exports(tmp_path_factory):
 
 
 # ---- no TensorFlow ------------------------------------------------------------------------------
-@pytest.mark.parametrize("family", ["cgan", "vae"])
+@pytest.mark.parametrize("family", families(["cgan", "vae"]))
 def test_runtime_runs_without_tensorflow_and_matches_model_sample(exports, family, tmp_path):
     exported = exports(family)
     model = exported.model
@@ -55,7 +55,8 @@ def test_same_seed_same_images_and_batch_size_does_not_matter(exports):
     first = g.generate(20, seed=3)
     assert np.array_equal(first, g.generate(20, seed=3))
     assert np.array_equal(first, g.generate(20, seed=3, batch_size=7))
-    assert not np.array_equal(first, g.generate(20, seed=4))
+    other = g.generate(20, seed=4)  # another seed: other latents in every slot, every chunk
+    assert np.all(np.abs(first.astype(int) - other).reshape(20, -1).max(axis=1) >= 2)
     assert g.generate(2).shape == (2, 28, 28, 1)  # seed None: fresh noise
 
 
@@ -193,6 +194,7 @@ def test_unknown_or_missing_paths(copy_of, tmp_path):
         runtime.load(tmp_path / "empty")
 
 
+@pytest.mark.slow  # exports the vae
 def test_vae_encoder_artifact_checks_its_input(exports):
     encoder = runtime.load(exports("vae").path("encoder.onnx"))
     mean, log_var = encoder.encode(np.zeros((2, 28, 28, 1), np.float32))

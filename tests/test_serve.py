@@ -441,6 +441,7 @@ class ServeProcess:
             return self.process.communicate()
 
 
+@pytest.mark.slow  # a real `zoo serve` process held open by 100 stalled clients
 def test_slowloris_and_vanished_clients_cost_a_bounded_amount(artifact_copy):
     """100 connections that never finish their headers are closed within the header timeout,
     /health answers throughout, the thread count stays flat; clients that vanish mid-request
@@ -549,6 +550,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow  # `zoo train` + `zoo serve` processes
 def test_cli_train_export_sample_serve(tmp_path, capsys):
     from zoo import cli
 

@@ -90,6 +90,7 @@ def test_defaults_and_bad_arguments():
         zoo.build("wgan_gp", num_classes=10)
 
 
+@pytest.mark.slow  # traces the critic's nested gradient penalty (~11 s)
 def test_each_step_makes_n_critic_critic_steps_and_one_generator_step():
     keras.utils.set_random_seed(0)
     model = zoo.build("wgan_gp", latent_dim=8, base_filters=8, n_critic=3, seed=0)
