@@ -22,13 +22,20 @@ def test_pretrained_artifacts_generate_digits(run, num_classes):
     assert config["status"] == "finished" and config["dataset"] == "mnist5k"
     assert scores  # written by `zoo eval` in tools/train_pretrained.sh
     labels = [7] * 8 if num_classes else None
+    found = {}
     for artifact in ("generator.onnx", "generator-b1.tflite"):
         generator = runtime.load(folder / "export" / artifact)  # checks sha256 against manifest
         images = generator.generate(8, labels=labels, seed=0)
         assert images.dtype == np.uint8 and images.shape == (8, 28, 28, 1)
-        # trained digits: dark background with bright strokes, and different images per seed
+        # trained digits: dark background with bright strokes
         assert 0.05 < np.mean(images > 127) < 0.4
-        assert not np.array_equal(images, generator.generate(8, labels=labels, seed=1))
+        # another seed gives another digit in every slot (measured: 17-56 grey levels apart)
+        other = generator.generate(8, labels=labels, seed=1)
+        apart = np.abs(images.astype(int) - other).reshape(8, -1).mean(axis=1)
+        assert np.all(apart > 8), apart
+        found[artifact] = images.astype(int)
+    # the two runtimes agree on the same seed (rounding to uint8 aside)
+    assert np.abs(found["generator.onnx"] - found["generator-b1.tflite"]).max() <= 1
 
 
 def test_zoo_sample_on_a_pretrained_run(tmp_path):
