@@ -147,18 +147,65 @@ def _keras_source(source: str, command: str) -> tuple[Path, Path | None]:
     return run.require_model(command), run.path
 
 
-def command_export(args) -> None:
-    model_path, run_path = _keras_source(args.source, "zoo export")
-    import exporters
+def _export_only_run(source: str):
+    """The RunFolder of a finished run that ships its export but no model.keras (the committed
+    pretrained runs), else None."""
     from exporters.run_folder import RunFolder
 
-    out = Path(args.out) if args.out else (
-        RunFolder(run_path).export_dir if run_path else model_path.with_suffix("")
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    run = RunFolder(path)
+    if run.is_run() and not run.has_model() and run.has_export() and (
+        run.status in (None, "finished")
+    ):
+        return run
+    return None
+
+
+def _export_from_export(run, args) -> dict:
+    """`zoo export` on an export-only run: what its shipped ONNX generator gives (triton)."""
+    from exporters.converters import export as converters
+
+    keras_only = [fmt for fmt in args.formats if fmt not in converters.FROM_EXPORT]
+    if keras_only:
+        shipped = ", ".join(sorted(
+            (run.read_json(run.EXPORT + "/" + run.MANIFEST) or {}).get("artifacts", {})
+        ))
+        raise CommandError(
+            f"{run.path} holds no model.keras, which --formats {','.join(keras_only)} needs; "
+            f"its export/ already ships {shipped} (`zoo sample` and `zoo serve` take them), "
+            f"and from those `zoo export {run.path} --formats "
+            f"{','.join(converters.FROM_EXPORT)}` builds a model repository"
+        )
+    if args.quantize != "none":
+        raise CommandError(
+            f"--quantize {args.quantize} needs the Keras model and {run.path} holds no model.keras"
+        )
+    out = Path(args.out) if args.out else run.export_dir
+    report = converters.export_from_export(
+        run.export_dir, out, formats=args.formats, overwrite=args.overwrite
     )
-    report = exporters.export(
-        str(model_path), str(out), formats=args.formats, quantize=args.quantize,
-        overwrite=args.overwrite,
-    )
+    return {**report, "artifacts": {k: report["artifacts"][k] for k in report["added"]}}
+
+
+def command_export(args) -> None:
+    run = _export_only_run(args.source)
+    if run is not None:
+        report = _export_from_export(run, args)
+        out = Path(report["out_dir"])
+    else:
+        model_path, run_path = _keras_source(args.source, "zoo export")
+        import exporters
+        from exporters.run_folder import RunFolder
+
+        out = Path(args.out) if args.out else (
+            RunFolder(run_path).export_dir if run_path else model_path.with_suffix("")
+        )
+        report = exporters.export(
+            str(model_path), str(out), formats=args.formats, quantize=args.quantize,
+            overwrite=args.overwrite,
+        )
     print(f"export: {out}")
     for name, entry in report["artifacts"].items():
         check = entry["verification"]
@@ -229,15 +276,20 @@ def command_sample(args) -> None:
 
 
 def command_eval(args) -> None:
-    _keras_source(args.run, "zoo eval")  # before TensorFlow loads: a wrong path fails at once
+    # before TensorFlow loads: a wrong path fails at once (a run that ships only its export is
+    # scored through its exported generator)
+    if _export_only_run(args.run) is None:
+        _keras_source(args.run, "zoo eval")
     from zoo import evaluate
 
     result = evaluate.evaluate_run(args.run, dataset=args.dataset, n=args.n)
     print(evaluate.format_table(result))
+    print(f"scores: {result['run']}/{evaluate.EVAL_FILE}")
 
 
 def command_plot(args) -> None:
-    _keras_source(args.run, "zoo plot")
+    if _export_only_run(args.run) is None:  # else drawn from its exported generator
+        _keras_source(args.run, "zoo plot")
     from zoo import plots
 
     for path in plots.plot_run(args.run, args.out):

@@ -16,6 +16,10 @@ a perfect generator would reach with the same classifier and sample sizes.
   pure numpy on feature arrays (no TensorFlow);
 - `load_classifier` / `train_classifier`: the cached domain classifier;
 - `evaluate_model(model, dataset, n)`, `evaluate_run(run_dir)` -> dict (and RUN/eval.json);
+- `load_generator(run_dir)`: a run's Keras model, or for a run that ships only its export (the
+  committed pretrained runs) an `ExportedGenerator` that samples through `exporters.runtime`
+  with the same seeds; scores that need more than the generator (a VAE's ELBO needs its
+  encoder) are then left out and listed under "left_out";
 - `format_table(results)`: the short text table `zoo eval` prints.
 """
 
@@ -653,10 +657,128 @@ def evaluate_model(
     for name, (applies, compute) in MODEL_METRICS.items():
         if applies(model):
             result[name] = compute(model, context)
+    if isinstance(model, ExportedGenerator):
+        result["generator"] = model.describe()
+        left_out = left_out_metrics(model)
+        if left_out:
+            result["left_out"] = left_out
     if "class_consistency" in result:
         result["class_consistency"]["real_floor"] = classifier.accuracy(test_images, test_labels)
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
+
+
+class ExportedGenerator:
+    """A run's exported generator with what eval and plot use of a zoo model: `family`,
+    `latent_dim`, `num_classes`, `image_shape`, `sample(n, labels, seed, batch_size)` (float32
+    in [-1, 1], `exporters.runtime`'s `generate_float`: the same latents for the same seed as
+    `model.sample`) and `generate(z, labels)` on given latents.
+
+    `keras_class` is the family's zoo class (None when unknown): `as_keras_model()` says what the
+    run's Keras model would offer, so callers can name what an export-only run leaves out.
+    """
+
+    def __init__(self, generator, source: Path, keras_class=None):
+        self.runtime = generator
+        self.source = Path(source)
+        self.family = generator.family
+        self.latent_dim = generator.latent_dim
+        self.num_classes = generator.num_classes
+        self.image_shape = generator.image_shape
+        self.keras_class = keras_class
+
+    @classmethod
+    def load(cls, path, max_images: int = 10**7) -> ExportedGenerator:
+        """From an artifact, an export folder or a run folder's export/ (sha256 checked)."""
+        from exporters import runtime
+
+        generator = runtime.load(path, max_images=max_images)
+        try:
+            from zoo import registry
+
+            keras_class = registry.get_model_class(generator.family)
+        except ValueError:  # a family this version of zoo does not know
+            keras_class = None
+        return cls(generator, generator.path, keras_class)
+
+    def describe(self) -> dict:
+        return {"source": str(self.source), "format": self.runtime.format,
+                "runtime": self.runtime.entry.get("runtime", self.runtime.format)}
+
+    def sample(self, n, labels=None, seed=None, batch_size=None) -> np.ndarray:
+        return self.runtime.generate_float(n, labels=labels, seed=seed, batch_size=batch_size)
+
+    def generate(self, z, labels=None, batch_size=None) -> np.ndarray:
+        """The exported network on given latents z (and labels), float32 in [-1, 1]; a
+        diffusion artifact runs its sampling loop from x_T = z."""
+        runtime_generator = self.runtime
+        z = np.asarray(z, np.float32)
+        labels = None if labels is None else np.asarray(labels, np.int32)
+        pipeline = getattr(runtime_generator, "pipeline", None)
+        if pipeline is not None:
+            return pipeline.generate(
+                runtime_generator.run_denoiser, z, labels, batch_size=batch_size
+            )
+        step = batch_size or max(len(z), 1)
+        outputs = []
+        for start in range(0, len(z), step):
+            feeds = {runtime_generator.z_name: z[start : start + step]}
+            if runtime_generator.label_name:
+                feeds[runtime_generator.label_name] = labels[start : start + step]
+            outputs.append(runtime_generator.backend.run(feeds)["images"])
+        return np.concatenate(outputs).astype(np.float32)
+
+    def as_keras_model(self):
+        """A stand-in with this generator's sizes and the family class's methods: what the
+        Keras model could do (for "left out" notes), never called."""
+        return _KerasModelView(self)
+
+
+class _KerasModelView:
+    SIZES = ("family", "latent_dim", "num_classes", "image_shape")
+
+    def __init__(self, exported: ExportedGenerator):
+        self._exported = exported
+
+    def __getattr__(self, name):
+        if name in self.SIZES:
+            return getattr(self._exported, name)
+        return getattr(self._exported.keras_class, name, None)
+
+
+# What an export-only run cannot score, and why (keys of MODEL_METRICS).
+NEEDS_KERAS_MODEL = {
+    "likelihood": "ELBO and reconstruction scores need the VAE's encoder, which this run does "
+    "not ship (its export holds the generator only; score a run that holds model.keras)",
+}
+
+
+def left_out_metrics(model) -> dict:
+    """{metric: reason} for the MODEL_METRICS the run's Keras model would get but `model` (an
+    ExportedGenerator) cannot; {} for a Keras model."""
+    if not isinstance(model, ExportedGenerator) or model.keras_class is None:
+        return {}
+    view = model.as_keras_model()
+    return {
+        name: NEEDS_KERAS_MODEL.get(name, f"{name} needs the Keras model (no model.keras)")
+        for name, (applies, _) in MODEL_METRICS.items()
+        if applies(view) and not applies(model)
+    }
+
+
+def load_generator(run_dir, needed_for: str = "this command"):
+    """(model, config dict, RunFolder): the Keras model of a run (or .keras file) as `load_run`
+    gives it, or, for a run that holds no model.keras but an export (the committed pretrained
+    runs), its exported generator as an `ExportedGenerator`. Anything else is a ValueError
+    saying what is missing."""
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise ValueError(f"run must be a run folder path, got {run_dir!r}")  # noqa: TRY004
+    path = Path(run_dir)
+    if not (path.is_file() and path.suffix == ".keras"):
+        run = RunFolder.open(path)
+        if not run.has_model() and run.has_export() and run.status in (None, "finished"):
+            return ExportedGenerator.load(run.path), run.read_config() or {}, run
+    return load_run(run_dir, needed_for)
 
 
 def load_run(run_dir, needed_for: str = "this command"):
@@ -685,9 +807,11 @@ def find_model(run_dir, needed_for: str = "this command") -> tuple[Path, RunFold
 
 
 def evaluate_run(run_dir, dataset: str | None = None, n: int = 10000, **options) -> dict:
-    """Evaluate RUN/model.keras on `dataset` (default: config.json's); writes RUN/eval.json."""
+    """Evaluate RUN/model.keras on `dataset` (default: config.json's); writes RUN/eval.json
+    (atomically: the old file or the new one, never half). A run that ships only its export
+    is scored through its exported generator (see `load_generator`)."""
     n = check_count(n)
-    model, config, run = load_run(run_dir, "zoo eval")
+    model, config, run = load_generator(run_dir, "zoo eval")
     dataset = dataset or config.get("dataset")
     if not dataset:
         raise ValueError(
@@ -755,5 +879,10 @@ def format_table(results: dict) -> str:
             f"KL {_number(likelihood['kl'], 4)}, "
             f"MSE {_number(likelihood['reconstruction_mse'], 3)} per pixel"
         )
+    for name, reason in (results.get("left_out") or {}).items():
+        lines.append(f"left out {name}: {reason}")
+    source = (results.get("generator") or {}).get("source")
+    if source:
+        lines.append(f"(sampled from the exported generator {source})")
     lines.append("(classifier-based scores: not comparable with Inception FID)")
     return "\n".join(lines)

@@ -10,6 +10,11 @@
 - latent_manifold.png VAE with a 2-D latent: decodings over a grid of latent quantiles;
 - loss_curves.png     every loss column of RUN/history.csv against the epoch.
 
+A run that ships only its export (the committed pretrained runs: no model.keras) gets the
+pictures its exported generator can draw (samples, classes, interpolation, through
+`exporters.runtime`) and the loss curves; the ones that need the Keras model (a VAE's
+reconstructions and manifold need its encoder) are skipped with a one-line note each.
+
 Grids are drawn with `exporters.images`; loss curves with matplotlib's Agg canvas (a declared
 dependency) without touching pyplot's global state.
 """
@@ -24,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.images import save_grid
-from zoo.evaluate import load_run
+from zoo.evaluate import ExportedGenerator, load_generator
 
 MIN_CELL_PIXELS = 28  # smaller images (8x8 digits) are enlarged, nearest neighbour, to this
 
@@ -192,9 +197,39 @@ PICTURES = {
 }
 
 
-def plot_run(run_dir, out_dir=None) -> list[Path]:
-    """Write the run's pictures as PNGs into out_dir (default RUN/plots); returns their paths."""
-    model, config, run = load_run(run_dir, "zoo plot")
+# Why an export-only run skips a picture its Keras model would get (keys of PICTURES).
+NEEDS_KERAS_MODEL = {
+    "reconstructions": "it needs the VAE's encoder, which this run does not ship",
+    "latent_manifold": "it needs the VAE's Keras decoder (no model.keras in this run)",
+}
+
+
+def skipped_pictures(model, context) -> dict:
+    """{picture: reason} for the pictures the run's Keras model would get but `model` (an
+    exported generator) cannot draw; {} for a Keras model."""
+    if not isinstance(model, ExportedGenerator) or model.keras_class is None:
+        return {}
+    view = model.as_keras_model()
+    return {
+        name: NEEDS_KERAS_MODEL.get(name, "it needs the Keras model (no model.keras)")
+        for name, (applies, _) in PICTURES.items()
+        if applies(view, context) and not applies(model, context)
+    }
+
+
+def _note(message: str) -> None:
+    import sys
+
+    print(f"zoo: {message}", file=sys.stderr, flush=True)
+
+
+def plot_run(run_dir, out_dir=None, *, note=_note) -> list[Path]:
+    """Write the run's pictures as PNGs into out_dir (default RUN/plots); returns their paths.
+
+    A run without model.keras but with an export is drawn from its exported generator; each
+    picture that needs the Keras model is skipped and `note(message)` told why (one line).
+    """
+    model, config, run = load_generator(run_dir, "zoo plot")
     out = Path(out_dir) if out_dir is not None else run.plots_dir
     out.mkdir(parents=True, exist_ok=True)
     context = {"out": out, "dataset": config.get("dataset"), "history": run.history_path}
@@ -202,4 +237,7 @@ def plot_run(run_dir, out_dir=None) -> list[Path]:
     for applies, draw in PICTURES.values():
         if applies(model, context):
             written.update(draw(model, context))
+    for name, reason in skipped_pictures(model, context).items():
+        if note is not None:
+            note(f"skipped {name}.png: {reason} (drawn from {model.source.name})")
     return list(written.values())

@@ -8,6 +8,7 @@ write manifest.json. The converter tier: imports the TF stack and the TF-free ti
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -258,3 +259,150 @@ def _default_opset() -> int:
     from exporters.converters.onnx import DEFAULT_OPSET
 
     return DEFAULT_OPSET
+
+
+# ---- formats derived from an existing export (no Keras model needed) -----------------------
+# A run that ships only its export/ (the committed pretrained runs hold no model.keras) can
+# still get these: format -> builder(source ONNX file, its manifest entry, target folder) -> info.
+FROM_EXPORT_SOURCE = "onnx"  # the artifact they are built from: the float32 ONNX generator
+
+
+def _triton_from_onnx(source: Path, entry: dict, target: Path) -> dict:
+    """A Triton repository (config.pbtxt + generator/1/model.onnx) around a copy of `source`;
+    the config is written from the manifest's tensor specs, as export_triton does from the graph."""
+    from exporters.converters import triton
+
+    name = triton.DEFAULT_MODEL_NAME
+    version = target / name / triton.VERSION
+    version.mkdir(parents=True)
+    shutil.copyfile(source, version / "model.onnx")
+    config = triton.model_config(name, entry["inputs"], entry["outputs"])
+    (target / name / "config.pbtxt").write_text(config)
+    return {
+        "inputs": entry["inputs"], "outputs": entry["outputs"], "opset": entry.get("opset"),
+        "model_name": name, "model_file": f"{name}/{triton.VERSION}/model.onnx",
+        "config": f"{name}/config.pbtxt", "max_batch_size": triton.DEFAULT_MAX_BATCH_SIZE,
+        "max_queue_delay_us": triton.DEFAULT_QUEUE_DELAY_US, "derived_from": source.name,
+    }
+
+
+FROM_EXPORT = {"triton": _triton_from_onnx}
+
+
+def _verify_against_source(model_file: Path, source: Path, entry: dict) -> dict:
+    """Run the derived ONNX model and its source in ONNX Runtime on the same inputs (batch 1
+    and 7): they must agree to 1e-4 (a copy agrees exactly)."""
+    import numpy as np
+
+    from exporters.runtime import OnnxBackend
+    from exporters.sampling import latents
+
+    derived, original = OnnxBackend(model_file, threads=1), OnnxBackend(source, threads=1)
+    diffs = []
+    for n in (1, 7):
+        feeds = {}
+        for i, spec in enumerate(entry["inputs"]):
+            if "int" in spec["dtype"]:
+                feeds[spec["name"]] = (np.arange(n) % 10).astype(spec["dtype"])
+            else:
+                feeds[spec["name"]] = latents(n, int(spec["shape"][-1]), 1000 + n + i)
+        a, b = derived.run(feeds), original.run(feeds)
+        diffs += [np.abs(a[k].astype(np.float64) - b[k]).ravel() for k in b]
+    diff = np.concatenate(diffs)
+    check = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+             "tolerance": 1e-4, "batch_sizes": [1, 7], "reference": source.name}
+    check["passed"] = check["max_abs_diff"] <= check["tolerance"]
+    if not check["passed"]:
+        raise ValueError(
+            f"{model_file} differs from {source.name} by {check['max_abs_diff']:.3g} (> 1e-4)"
+        )
+    return check
+
+
+def export_from_export(export_dir, out_dir=None, formats=("triton",), *, overwrite=False) -> dict:
+    """Build `formats` (only those in FROM_EXPORT) from an existing export's float32 ONNX
+    generator, for a run that ships its export but no Keras model. TensorFlow is not needed.
+
+    out_dir None (or the export folder itself): the new artifacts are added beside the shipped
+    ones (export/triton/) and listed in its manifest.json; nothing there is replaced unless
+    `overwrite` (then only the derived folder, once the new one is built and verified).
+    Another out_dir: a new export folder holding the derived artifacts and a manifest (a
+    non-empty one is replaced only with `overwrite`, as `export` does).
+    Returns the manifest written (plus "out_dir", "manifest_path" and "added").
+    """
+    from exporters import manifest as manifest_lib
+    from exporters.run_folder import write_text_atomically
+    from exporters.runtime import check_matches
+
+    formats = _choices(formats, FORMATS, "formats")
+    keras_only = [fmt for fmt in formats if fmt not in FROM_EXPORT]
+    if keras_only:
+        raise ValueError(
+            f"formats {', '.join(keras_only)} need the Keras model; from an export's ONNX "
+            f"generator only {', '.join(FROM_EXPORT)} can be built"
+        )
+    source_dir = Path(export_dir)
+    manifest = manifest_lib.read(source_dir)
+    entry = next(
+        (e for e in manifest["artifacts"].values()
+         if e.get("role", "generator") == "generator" and e.get("format") == FROM_EXPORT_SOURCE
+         and e.get("quantization", "none") == "none"),
+        None,
+    )
+    if entry is None:
+        raise ValueError(
+            f"{source_dir} holds no float32 ONNX generator to build {', '.join(formats)} from "
+            f"(it lists {', '.join(sorted(manifest['artifacts']))})"
+        )
+    source = source_dir / entry["file"]
+    check_matches(source, entry)  # the shipped file is the one its manifest describes
+    in_place = out_dir is None or Path(out_dir).resolve() == source_dir.resolve()
+    out = source_dir if in_place else Path(out_dir)
+    if in_place:
+        taken = [fmt for fmt in formats if (out / fmt).exists()]
+        if taken and not overwrite:
+            raise FileExistsError(
+                f"{out} already holds {', '.join(f + '/' for f in taken)}; pass --overwrite "
+                "(overwrite=True in Python) to rebuild it"
+            )
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.derived-", dir=out.parent))
+    else:
+        staging = _prepare_out_dir(out, overwrite)
+    try:
+        artifacts = {}
+        for fmt in formats:
+            info = FROM_EXPORT[fmt](source, entry, staging / fmt)
+            check = _verify_against_source(staging / fmt / info["model_file"], source, entry)
+            artifacts[fmt] = {
+                "file": fmt, "role": "generator", "format": fmt, "runtime": RUNTIMES[fmt],
+                "quantization": "none", **info, **manifest_lib.digest(staging / fmt),
+                "verification": check,
+            }
+        _make_readable(staging)
+        if in_place:
+            for fmt in formats:
+                _swap_in(staging / fmt, out / fmt)
+            shutil.rmtree(staging, ignore_errors=True)
+            written = {**manifest, "artifacts": {**manifest["artifacts"], **artifacts}}
+            written["options"] = {**manifest.get("options", {}),
+                                  "formats": list(dict.fromkeys(
+                                      [*manifest.get("options", {}).get("formats", []),
+                                       *formats]))}
+        else:
+            fields = {k: v for k, v in manifest.items()
+                      if k not in ("format_version", "created", "quantization", "options",
+                                   "versions", "artifacts")}
+            written = manifest_lib.build(
+                fields, artifacts, ("none",),
+                {"formats": list(formats), "derived_from": str(source)},
+            )
+            manifest_lib.write(staging, written)
+            _make_readable(staging)
+            _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    path = out / manifest_lib.MANIFEST_NAME
+    if in_place:  # the manifest is replaced in one rename: the old list or the new one
+        write_text_atomically(path, json.dumps(written, indent=2, sort_keys=False) + "\n")
+    return {**written, "out_dir": str(out), "manifest_path": str(path), "added": list(artifacts)}
