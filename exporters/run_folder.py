@@ -175,6 +175,12 @@ class RunFolder:
     def has_export(self) -> bool:
         return (self.export_dir / self.MANIFEST).is_file()
 
+    def is_export_only(self) -> bool:
+        """A finished run that ships its export/ but no model.keras (the committed pretrained
+        runs): `zoo eval`, `zoo plot` and `zoo export --formats triton` work from the export."""
+        return (self.is_run() and not self.has_model() and self.has_export()
+                and self.status in (None, "finished"))
+
     def contents(self, limit: int = 8) -> str:
         """What the folder holds, for error messages: "config.json, export/ (a.onnx, ...), ..."."""
         if not self.path.is_dir():

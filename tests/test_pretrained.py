@@ -306,3 +306,15 @@ def test_zoo_export_of_keras_formats_says_what_is_missing_and_what_works(formats
     assert "generator-b1.tflite, generator.onnx" in lines[0]
     assert f"`zoo export {folder} --formats triton`" in lines[0]
     assert tree(folder) == shipped
+
+
+def test_only_finished_runs_without_model_are_export_only(copy_of):
+    from exporters.run_folder import RunFolder
+
+    assert all(RunFolder(SAVED / run).is_export_only() for run in RUNS)
+    run = RunFolder(copy_of("gan-mnist5k"))
+    run.set_status("interrupted", epochs_done=3)
+    assert not run.is_export_only()  # eval/plot say to resume it instead
+    run.set_status("finished")
+    (run.path / "model.keras").write_bytes(b"")
+    assert not run.is_export_only()  # the Keras model is used

@@ -152,15 +152,8 @@ def _export_only_run(source: str):
     pretrained runs), else None."""
     from exporters.run_folder import RunFolder
 
-    path = Path(source)
-    if not path.is_dir():
-        return None
-    run = RunFolder(path)
-    if run.is_run() and not run.has_model() and run.has_export() and (
-        run.status in (None, "finished")
-    ):
-        return run
-    return None
+    run = RunFolder(source)
+    return run if run.path.is_dir() and run.is_export_only() else None
 
 
 def _export_from_export(run, args) -> dict:

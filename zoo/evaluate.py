@@ -776,7 +776,7 @@ def load_generator(run_dir, needed_for: str = "this command"):
     path = Path(run_dir)
     if not (path.is_file() and path.suffix == ".keras"):
         run = RunFolder.open(path)
-        if not run.has_model() and run.has_export() and run.status in (None, "finished"):
+        if run.is_export_only():
             return ExportedGenerator.load(run.path), run.read_config() or {}, run
     return load_run(run_dir, needed_for)
 
