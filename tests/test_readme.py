@@ -14,6 +14,7 @@ once and scores; 15-25 minutes on 2 CPU cores). What it does, as a new user woul
   this machine holds it, then a free one in the serve line and the curl lines alike);
 - every other line must be in SKIP with the reason it cannot run here, so a new README line is
   either run or consciously listed;
+- checks that no `zoo` line prints TensorFlow's start-up or C++ log lines (E0000 cuInit, ...);
 - prints each command's wall time (and writes them as JSON to $GENZOO_README_TIMES if set),
   bounds each command and the whole walk, and checks what the commands say they write.
 """
@@ -210,6 +211,10 @@ class Walk:
                 f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}"
             )
             assert "Traceback" not in result.stderr, result.stderr[-3000:]
+            if words[0] == "zoo":  # TensorFlow's start-up and C++ lines stay hidden
+                alarming = [line for line in result.stderr.splitlines()
+                            if re.match(r"[EWIF]\d{4} |.*(oneDNN|cuInit|remapper|absl::InitializeLog)", line)]
+                assert alarming == [], (command, alarming)
         return result
 
     def start_server(self, words: list[str]) -> None:
