@@ -246,7 +246,8 @@ def test_commands_on_a_run_without_model_or_export_say_what_is_missing(command, 
     import shutil
 
     folder = tmp_path / "cgan-mnist5k"
-    shutil.copytree(PRETRAINED / "cgan-mnist5k", folder, ignore=shutil.ignore_patterns("export"))
+    shutil.copytree(PRETRAINED / "cgan-mnist5k", folder,
+                    ignore=shutil.ignore_patterns("export", "plots"))
     before = sorted(p.name for p in folder.rglob("*"))
     result = run_zoo(command, folder, timeout=120)
     assert_one_line_error(

@@ -347,7 +347,7 @@ def test_run_without_model_says_what_it_has_and_keeps_its_scores(tmp_path):
 
     run = tmp_path / "vae-mnist5k"
     committed = Path(__file__).resolve().parents[1] / "saved_models" / "vae-mnist5k"
-    shutil.copytree(committed, run, ignore=shutil.ignore_patterns("export"))
+    shutil.copytree(committed, run, ignore=shutil.ignore_patterns("export", "plots"))
     before = (run / "eval.json").read_bytes()
     with pytest.raises(ValueError, match="is a run folder but holds no model.keras .*eval.json"):
         evaluate.evaluate_run(run)

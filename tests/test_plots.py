@@ -100,7 +100,7 @@ def test_a_run_without_model_says_so_and_writes_nothing(tmp_path):
 
     run = tmp_path / "cgan-mnist5k"
     committed = Path(__file__).resolve().parents[1] / "saved_models" / "cgan-mnist5k"
-    shutil.copytree(committed, run, ignore=shutil.ignore_patterns("export"))
+    shutil.copytree(committed, run, ignore=shutil.ignore_patterns("export", "plots"))
     with pytest.raises(ValueError, match="is a run folder but holds no model.keras .*history.csv"):
         plots.plot_run(run)
     assert not (run / "plots").exists()
