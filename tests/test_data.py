@@ -85,6 +85,7 @@ def test_from_arrays_scales_and_checks():
     x = np.full((10, 4, 4), 255, np.uint8)
     images, labels = next(iter(zoo.data.from_arrays(x, np.arange(10), batch_size=5)))
     assert images.shape == (5, 4, 4, 1) and float(tf.reduce_min(images)) == 1.0
+    assert labels.shape == (5,) and labels.dtype == tf.int32
     with pytest.raises(ValueError, match=r"must be in \[-1, 1\], got values in \[0, 2\]"):
         zoo.data.from_arrays(np.full((4, 4, 4, 1), 2.0), batch_size=2)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got \[3, 7\]"):
