@@ -12,8 +12,10 @@ export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 
 tier=fast
 args=()
+own_m=no
 for arg in "$@"; do
   if [ "$arg" = --all ]; then tier=full; else args+=("$arg"); fi
+  case "$arg" in -m|-m*) own_m=yes ;; esac
 done
 select=()
 [ "$tier" = fast ] && select=(-m "not slow")
@@ -23,7 +25,9 @@ start=$SECONDS
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider ${select[@]+"${select[@]}"} \
   ${args[@]+"${args[@]}"} || status=$?
-if [ "$tier" = fast ]; then
+if [ "$own_m" = yes ]; then
+  echo "tools/test.sh: the tests your -m selects ($tier tier otherwise) in $((SECONDS - start)) s, exit $status"
+elif [ "$tier" = fast ]; then
   echo "tools/test.sh: fast tier (-m \"not slow\") in $((SECONDS - start)) s, exit $status;" \
     "the full suite is: bash tools/test.sh --all"
 else
