@@ -458,7 +458,7 @@ def quiet_tensorflow(show_logs: bool) -> None:
     if show_logs:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # also over a 2 from the shell: ZOO_TF_LOGS asks
     around_first_import("tensorflow", _import_quietly)
 
 
