@@ -28,18 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from exporters import manifest as manifest_lib
+from exporters.diffusion_samplers import SAMPLERS
 from exporters.images import to_uint8
-from exporters.sampling import (  # noqa: F401  (runtime.check_labels etc. stay importable)
-    MAX_IMAGES,
-    check_count,
-    check_labels,
-    check_number,
-    check_seed,
-    check_steps,
-    expand_labels,
-    latents,
-    short_repr,
-)
+from exporters.sampling import MAX_IMAGES, check_count, check_labels, check_seed, latents
 
 MIN_CHUNK = 16
 # chunks per worker: more, smaller chunks balance the load when a worker is descheduled
@@ -237,9 +228,7 @@ class DiffusionGenerator(Generator):
     the images `model.sample` gives."""
 
     def bind_inputs(self, kind):
-        from exporters import diffusion_pipeline, diffusion_samplers
-
-        self.samplers_lib = diffusion_samplers
+        from exporters import diffusion_pipeline
         config = self.manifest["schedule"]
         try:
             self.pipeline = diffusion_pipeline.DiffusionPipeline.from_schedule_config(
@@ -276,22 +265,16 @@ class DiffusionGenerator(Generator):
             )
         self.null_label = self.pipeline.null_label
 
-    # the manifest's sampling defaults, as the pipeline resolved them
-    default_sampler = property(lambda self: self.pipeline.sampler)
-    default_steps = property(lambda self: self.pipeline.steps)
-    default_eta = property(lambda self: self.pipeline.eta)
-    default_guidance = property(lambda self: self.pipeline.guidance_scale)
-
     def metadata(self) -> dict:
         return {
             **super().metadata(),
             "generator_output": self.manifest.get("generator_output"),
             "sampling": {
-                "sampler": self.default_sampler, "steps": self.default_steps,
-                "eta": self.default_eta, "timesteps": self.schedule.timesteps,
+                "sampler": self.pipeline.sampler, "steps": self.pipeline.steps,
+                "eta": self.pipeline.eta, "timesteps": self.schedule.timesteps,
                 "schedule": self.schedule.kind, "prediction": self.prediction,
-                "guidance_scale": self.default_guidance if self.num_classes else None,
-                "samplers": sorted(self.samplers_lib.SAMPLERS),
+                "guidance_scale": self.pipeline.guidance_scale if self.num_classes else None,
+                "samplers": sorted(SAMPLERS),
             },
         }
 

@@ -21,7 +21,7 @@ from export_fixtures import (
 
 import exporters
 from exporters import manifest as manifest_lib
-from exporters import runtime
+from exporters import runtime, sampling
 from exporters.converters import verify
 from exporters.images import to_uint8
 
@@ -47,7 +47,7 @@ def test_saved_model_serve_signature_matches_keras_at_two_batch_sizes(exports, f
     model = exported.model
     serve = tf.saved_model.load(str(exported.path("generator_saved_model"))).signatures["serve"]
     for n in (1, 5):  # one signature, dynamic batch
-        z = runtime.latents(n, model.latent_dim, seed=n)
+        z = sampling.latents(n, model.latent_dim, seed=n)
         labels = labels_for(model, n)
         feeds = {"z": tf.constant(z)}
         if model.num_classes:
@@ -305,7 +305,7 @@ def test_dynamic_batch_tflite_and_the_resize_limitation(tmp_path):
     info = tflite.export_tflite(model.generator, tmp_path / "g.tflite", batch_size=None)
     assert info["inputs"][0]["shape"] == [None, model.latent_dim]
     generator_images = runtime.LiteRTBackend(tmp_path / "g.tflite").run(
-        {"z": runtime.latents(5, model.latent_dim, seed=0)}
+        {"z": sampling.latents(5, model.latent_dim, seed=0)}
     )["images"]
     assert np.abs(generator_images - model.sample(5, seed=0)).max() <= FLOAT32_TOLERANCE
     resize = build_tiny("gan", upsampling="resize")

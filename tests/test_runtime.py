@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from export_fixtures import TFLITE_BATCH, families, labels_for, shared_exports
 
-from exporters import runtime
+from exporters import runtime, sampling
 from exporters.images import to_uint8
 
 
@@ -129,10 +129,10 @@ def test_float_labels_that_are_whole_numbers_are_accepted(exports):
 
 
 def test_expand_labels_broadcasts_one_label():
-    assert runtime.expand_labels(3, 4) == [3, 3, 3, 3]
-    assert runtime.expand_labels([3], 2) == [3, 3]
-    assert runtime.expand_labels([1, 2], 3) == [1, 2]  # left for check_labels to refuse
-    assert runtime.expand_labels(None, 3) is None
+    assert sampling.expand_labels(3, 4) == [3, 3, 3, 3]
+    assert sampling.expand_labels([3], 2) == [3, 3]
+    assert sampling.expand_labels([1, 2], 3) == [1, 2]  # left for check_labels to refuse
+    assert sampling.expand_labels(None, 3) is None
 
 
 # ---- bad files and manifests --------------------------------------------------------------------

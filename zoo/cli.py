@@ -19,6 +19,7 @@ from pathlib import Path
 
 from exporters import DEFAULT_FORMATS, QUANTIZATIONS
 from exporters import FORMATS as EXPORT_FORMATS
+from exporters.sampling import expand_labels
 from zoo.import_hooks import around_first_import
 
 STRATEGY_NAMES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
@@ -246,7 +247,7 @@ def command_sample(args) -> None:
                if v is not None}
     try:
         images = generate(
-            args.n, labels=runtime.expand_labels(args.labels, args.n), seed=args.seed, **options
+            args.n, labels=expand_labels(args.labels, args.n), seed=args.seed, **options
         )
     except TypeError as error:  # a GAN/VAE's generate or sample has no steps/guidance_scale
         if not options or "unexpected keyword" not in str(error):
