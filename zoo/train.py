@@ -41,9 +41,6 @@ from exporters.run_folder import (
 from zoo import data, distribute, registry
 from zoo.callbacks import HistoryCSV, SampleGrid
 
-RUN_FIELDS = (
-    "model", "dataset", "batch_size", "seed", "model_kwargs", "steps_per_epoch", "precision",
-)
 # What runs written before a field existed used, so that they resume under the same settings.
 FIELD_DEFAULTS = {"precision": "float32"}
 # Shuffle seed of multi-worker runs without a seed: every worker must shuffle alike, since each
@@ -377,8 +374,9 @@ def train(
     work = RunFolder(distribute.worker_dir(run.path, tf_strategy))
 
     def record_interrupt():  # also from the signal watcher thread while fit is blocked
-        if chief and run.status == "running":
-            _mark_interrupted(run, run.read_config())
+        config = run.read_config() if chief else None
+        if config and config.get("status") == "running":
+            _mark_interrupted(run, config)
 
     try:
         with sigterm_as_interrupt(record_interrupt):
