@@ -198,6 +198,14 @@ class DiffusionPipeline:
 
         return denoise
 
+    def denoise_unguided(self, denoise_raw, x_t, t, labels=None, batch_size=None):
+        """`denoise_raw` on given inputs (numpy) in calls of at most batch_size images; t is a
+        scalar or one per image, and labels may hold the null label (no label checks)."""
+        x_t = np.asarray(x_t, np.float32)
+        t = np.broadcast_to(np.asarray(t, np.float32), (len(x_t),))
+        labels = None if labels is None else np.asarray(labels, np.int32)
+        return self.denoiser(denoise_raw, labels, 1.0, batch_size)(x_t, t)
+
     def denoise(self, denoise_raw, x_t, t, labels=None, guidance_scale=None, batch_size=None):
         """One guided denoiser output (numpy) for x_t at timestep(s) t (a scalar or one per image)."""
         x_t = np.asarray(x_t, np.float32)

@@ -294,10 +294,7 @@ class DiffusionGenerator(Generator):
 
     def denoise_raw(self, x_t, t, labels=None, batch_size=None) -> np.ndarray:
         """The exported denoiser on (x_t, t [, labels]) in batches of batch_size."""
-        x_t = np.asarray(x_t, np.float32)
-        t = np.broadcast_to(np.asarray(t, np.float32), (len(x_t),))
-        labels = None if labels is None else np.asarray(labels, np.int32)
-        return self.pipeline.denoiser(self.run_denoiser, labels, 1.0, batch_size)(x_t, t)
+        return self.pipeline.denoise_unguided(self.run_denoiser, x_t, t, labels, batch_size)
 
     def denoise(self, x_t, t, labels=None, guidance_scale=1.0, batch_size=None) -> np.ndarray:
         """Denoiser output at timestep t with classifier-free guidance (as model.denoise)."""

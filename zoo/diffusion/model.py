@@ -326,11 +326,9 @@ class DiffusionModel(GenerativeModel):
 
     def denoise_raw(self, x_t, t, labels=None, batch_size=DEFAULT_SAMPLE_BATCH):
         """The EMA denoiser on given inputs in batches; labels may include the null label."""
-        x_t = np.asarray(x_t, np.float32)
-        t = np.broadcast_to(np.asarray(t, np.float32), (len(x_t),))
-        labels = None if labels is None else np.asarray(labels, np.int32)
-        denoise = self.pipeline.denoiser(self._numpy_denoise_raw(), labels, 1.0, batch_size)
-        return denoise(x_t, t)
+        return self.pipeline.denoise_unguided(
+            self._numpy_denoise_raw(), x_t, t, labels, batch_size
+        )
 
     def sample(
         self,
