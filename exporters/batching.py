@@ -81,10 +81,6 @@ class DynamicBatcher:
         self._arrived = None
         self._slots = None
 
-    @property
-    def queued_rows(self) -> int:
-        return self._queued_rows
-
     def _start(self):
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # first use (or a new event loop): fresh primitives

@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from exporters.sampling import short_repr
+
 DATATYPES = {"float32": "FP32", "int32": "INT32", "int64": "INT64", "uint8": "UINT8"}
 NUMPY_TYPES = {v: np.dtype(k) for k, v in DATATYPES.items()}
 REQUEST_FIELDS = ("id", "inputs", "outputs", "parameters")
@@ -27,11 +29,6 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 class ProtocolError(ValueError):
     """A malformed inference request: the message says which value and what was expected."""
-
-
-def _short(value, limit=80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def tensor_metadata(specs) -> list[dict]:
@@ -76,7 +73,7 @@ def parse_request(body: bytes, header_length, input_specs, output_names,
                             f"{list(REQUEST_FIELDS)}")
     parameters = request.get("parameters") or {}
     if not isinstance(parameters, dict):
-        raise ProtocolError(f"parameters must be a JSON object, got {_short(parameters)}")
+        raise ProtocolError(f"parameters must be a JSON object, got {short_repr(parameters)}")
     allowed = set(IGNORED_PARAMETERS) | set(allowed_parameters)
     unknown = sorted(set(parameters) - allowed)
     if unknown:
@@ -89,15 +86,15 @@ def parse_request(body: bytes, header_length, input_specs, output_names,
 
 def _parse_inputs(inputs, binary: bytes, input_specs) -> dict:
     if not isinstance(inputs, list) or not inputs:
-        raise ProtocolError(f"inputs must be a non-empty list of tensors, got {_short(inputs)}")
+        raise ProtocolError(f"inputs must be a non-empty list of tensors, got {short_repr(inputs)}")
     specs = {spec["name"]: spec for spec in input_specs}
     feeds, offset = {}, 0
     for tensor in inputs:
         if not isinstance(tensor, dict):
-            raise ProtocolError(f"each input must be a JSON object, got {_short(tensor)}")
+            raise ProtocolError(f"each input must be a JSON object, got {short_repr(tensor)}")
         name = tensor.get("name")
         if name not in specs:
-            raise ProtocolError(f"unknown input {_short(name)}; the model takes {sorted(specs)}")
+            raise ProtocolError(f"unknown input {short_repr(name)}; the model takes {sorted(specs)}")
         if name in feeds:
             raise ProtocolError(f"input {name!r} is given twice")
         spec = specs[name]
@@ -105,7 +102,7 @@ def _parse_inputs(inputs, binary: bytes, input_specs) -> dict:
         datatype = tensor.get("datatype")
         if datatype != expected_type:
             raise ProtocolError(f"input {name!r} must have datatype {expected_type}, got "
-                                f"{_short(datatype)}")
+                                f"{short_repr(datatype)}")
         shape = tensor.get("shape")
         if (not isinstance(shape, list) or len(shape) != len(spec["shape"])
                 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
@@ -113,19 +110,19 @@ def _parse_inputs(inputs, binary: bytes, input_specs) -> dict:
                 or any(want is not None and got != want
                        for got, want in zip(shape, spec["shape"]))):
             wanted = ["n" if d is None else d for d in spec["shape"]]
-            raise ProtocolError(f"input {name!r} must have shape {wanted}, got {_short(shape)}")
+            raise ProtocolError(f"input {name!r} must have shape {wanted}, got {short_repr(shape)}")
         count = math.prod(shape)
         dtype = NUMPY_TYPES[datatype]
         params = tensor.get("parameters") or {}
         if not isinstance(params, dict):
             raise ProtocolError(f"input {name!r}: parameters must be an object, "
-                                f"got {_short(params)}")
+                                f"got {short_repr(params)}")
         if "binary_data_size" in params:
             size = params["binary_data_size"]
             if (isinstance(size, bool) or not isinstance(size, int)
                     or size != count * dtype.itemsize or offset + size > len(binary)):
                 raise ProtocolError(
-                    f"input {name!r}: binary_data_size {_short(size)} does not match shape "
+                    f"input {name!r}: binary_data_size {short_repr(size)} does not match shape "
                     f"{shape} of {datatype} ({count * dtype.itemsize} bytes) or the "
                     f"{len(binary) - offset} binary bytes left in the body"
                 )
@@ -152,14 +149,14 @@ def _json_array(name, data, dtype, count) -> np.ndarray:
         array = np.asarray(data)
     except (ValueError, TypeError):
         raise ProtocolError(f"input {name!r}: data must be a (flat) list of numbers, "
-                            f"got {_short(data)}") from None
+                            f"got {short_repr(data)}") from None
     if array.dtype == object or array.dtype.kind not in "iuf" or array.dtype == bool:
-        raise ProtocolError(f"input {name!r}: data must be numbers, got {_short(data)}")
+        raise ProtocolError(f"input {name!r}: data must be numbers, got {short_repr(data)}")
     if array.size != count:
         raise ProtocolError(f"input {name!r}: data has {array.size} values, its shape needs "
                             f"{count}")
     if dtype.kind == "i" and array.dtype.kind == "f" and not np.all(array == np.round(array)):
-        raise ProtocolError(f"input {name!r}: data must be integers, got {_short(data)}")
+        raise ProtocolError(f"input {name!r}: data must be integers, got {short_repr(data)}")
     return array.ravel().astype(dtype)
 
 
@@ -167,12 +164,12 @@ def _parse_outputs(outputs, names: list, binary_default: bool) -> list:
     if outputs is None:
         return [(name, binary_default) for name in names]
     if not isinstance(outputs, list):
-        raise ProtocolError(f"outputs must be a list, got {_short(outputs)}")
+        raise ProtocolError(f"outputs must be a list, got {short_repr(outputs)}")
     wanted = []
     for item in outputs:
         name = item.get("name") if isinstance(item, dict) else None
         if name not in names:
-            raise ProtocolError(f"unknown output {_short(name if name else item)}; the model "
+            raise ProtocolError(f"unknown output {short_repr(name if name else item)}; the model "
                                 f"gives {names}")
         params = item.get("parameters") or {}
         wanted.append((name, bool(params.get("binary_data", binary_default))

@@ -320,6 +320,7 @@ class GeneratorService:
                 self.inputs.append({"name": "label", "dtype": "int32", "shape": [None]})
             self.outputs = [{"name": "images", "dtype": "float32",
                              "shape": [None, *generator.image_shape]}]
+        self.output_dtypes = {spec["name"]: np.dtype(spec["dtype"]) for spec in self.outputs}
 
     # -- running ------------------------------------------------------------------------------
     async def run_blocking(self, function, *args):
@@ -343,9 +344,6 @@ class GeneratorService:
     async def generate(self, request: dict, cap: int) -> np.ndarray:
         """uint8 images for a /v1 request (checked as the runtime checks them)."""
         generator = self.generator
-        n = request.get("n", 1)
-        if isinstance(n, int) and not isinstance(n, bool) and n > cap:
-            raise BadRequest(f"n must be at most {cap} here, got {n}")
         options = {k: request[k] for k in DIFFUSION_FIELDS if request.get(k) is not None}
         if options and not self.diffusion:
             raise BadRequest(
@@ -353,9 +351,9 @@ class GeneratorService:
                 f"{generator.family} generator"
             )
         try:
-            labels = expand_labels(request.get("labels"), n) if isinstance(n, int) else None
-            n = check_count(n, cap)
-            labels = check_labels(labels, n, generator.num_classes)
+            n = check_count(request.get("n", 1), cap)  # before expand_labels builds n labels
+            labels = check_labels(expand_labels(request.get("labels"), n), n,
+                                  generator.num_classes)
             seed = check_seed(request.get("seed"))
             if self.diffusion:
                 # the runtime checks steps/guidance first thing, before any work
@@ -442,8 +440,8 @@ class GeneratorService:
 
 
 def infer_response(service, request: dict, results: dict, outputs: list) -> Response:
-    dtypes = {spec["name"]: np.dtype(spec["dtype"]) for spec in service.outputs}
-    results = {name: np.asarray(value, dtypes[name]) for name, value in results.items()}
+    results = {name: np.asarray(value, service.output_dtypes[name])
+               for name, value in results.items()}
     body, headers = oip.encode_response(service.settings.model_name, MODEL_VERSION, request,
                                         results, outputs)
     media_type = "application/octet-stream" if headers else "application/json"
@@ -758,6 +756,10 @@ def load_generator(artifact, threads: int | None = None):
     return generator
 
 
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 class GeneratorServer:
     """A bound server on one loaded generator (tests, notebooks, `zoo serve`).
 
@@ -783,8 +785,7 @@ class GeneratorServer:
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return _url(*self.server_address[:2])
 
     def serve_forever(self):
         self.server.run(sockets=[self.socket])
@@ -866,8 +867,7 @@ def serve(artifact, host: str = "127.0.0.1", port: int = 8000, verbose: bool = T
         {"artifact": str(generator.path), "threads": threads, **dataclasses.asdict(config)}
     )
     del generator
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    print(f"serving {artifact} on {url} with {workers} worker processes", flush=True)
+    print(f"serving {artifact} on {_url(host, port)} with {workers} worker processes", flush=True)
     # the protocol class travels to the spawned workers by name; each sets its header timeout
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.run("exporters.server:app_from_environment", factory=True, host=host,

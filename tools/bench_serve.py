@@ -6,7 +6,7 @@
 
 1. in-process: `exporters.runtime` generating requests x n images, in calls of 256 and in one
    call (images/s; the better of the two is the figure the server is compared with);
-2. the server (`zoo serve --workers W --quiet` in its own process group) under `requests`
+2. the server (`zoo serve --workers W --quiet`, started by tools/serve_probe.py) under `requests`
    concurrent requests of n images each from `concurrency` keep-alive connections, three ways:
      v1-json   POST /v1/generate, nested uint8 lists (what clients get by default)
      v1-raw    POST /v1/generate with Accept: application/octet-stream (uint8 bytes)
@@ -27,15 +27,15 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_probe import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ARTIFACT = ROOT / "saved_models" / "cgan-mnist5k" / "export" / "generator.onnx"
@@ -63,41 +63,6 @@ def in_process(artifact, total: int, rounds: int, batches=(256, None)) -> dict:
     return {"images": total, "images_per_s": per_batch[best], "best_batch": int(best),
             "images_per_s_by_batch": per_batch, "latent_dim": generator.latent_dim,
             "num_classes": generator.num_classes, "image_shape": list(generator.image_shape)}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(artifact, workers: int, port: int, extra=()) -> subprocess.Popen:
-    command = [sys.executable, "-m", "zoo.cli", "serve", str(artifact), "--port", str(port),
-               "--workers", str(workers), "--quiet", *extra]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True, cwd=ROOT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"zoo serve exited: {process.stderr.read()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-                probe.sendall(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-                if probe.recv(64).startswith(b"HTTP/1.1 200"):
-                    return process
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("zoo serve did not come up in 120 s")
-
-
-def stop_server(process: subprocess.Popen) -> str:
-    os.killpg(process.pid, signal.SIGINT)
-    try:
-        _, stderr = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        _, stderr = process.communicate()
-    return stderr
 
 
 # ---- the client ---------------------------------------------------------------------------------
@@ -248,17 +213,17 @@ def main(argv=None) -> int:
     result["in_process"] = in_process(args.artifact, total, args.rounds)
     print(f"in-process: {result['in_process']['images_per_s']:,.0f} images/s", flush=True)
     meta = result["in_process"]
-    port = free_port()
-    process = start_server(args.artifact, args.workers, port, args.server_arg)
-    try:
-        result["server"] = []
+    result["server"] = []
+    extra = ["--workers", str(args.workers), "--quiet", *args.server_arg]
+    with serving([sys.executable, "-m", "zoo.cli"], args.artifact, timeout=120, cwd=ROOT,
+                 extra=extra) as (url, process, _):
+        port = int(url.rsplit(":", 1)[1])
         for mode in args.modes.split(","):
             row = measure(port, mode, meta, args)
             result["server"].append(row)
             print(f"{mode}: {row['images_per_s']:,.0f} images/s, p50 {row['p50_ms']:.1f} ms, "
                   f"p95 {row['p95_ms']:.1f} ms", flush=True)
-    finally:
-        stderr = stop_server(process)
+    stderr = process.stderr.read()
     if "Traceback" in stderr:
         print(stderr[-3000:], file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
 """Start `zoo serve` in a subprocess and wait until /health answers: time-to-ready and RSS.
 
-Shared by tools/bench_serve_startup.py and tools/check_base_install.py. Stdlib only, so it runs
+Shared by tools/bench_serve.py, tools/bench_serve_startup.py and tools/check_base_install.py. Stdlib only, so it runs
 under any interpreter (a TF-free venv included).
 """
 
@@ -50,13 +50,15 @@ def post_json(url: str, payload: dict, timeout: float = 30.0) -> tuple[int, dict
 
 
 @contextlib.contextmanager
-def serving(zoo_command: list[str], artifact: str, timeout: float = 60.0, env=None, cwd=None):
-    """Run `ZOO serve ARTIFACT` on a free loopback port; yields (base url, process, seconds to
-    the first 200 from /health). Stops the server on exit."""
+def serving(zoo_command: list[str], artifact: str, timeout: float = 60.0, env=None, cwd=None,
+            extra=()):
+    """Run `ZOO serve ARTIFACT [EXTRA...]` on a free loopback port; yields (base url, process,
+    seconds to the first 200 from /health). Stops the server on exit."""
     port = free_port()
     started = time.perf_counter()
     process = subprocess.Popen(
-        [*zoo_command, "serve", str(artifact), "--host", "127.0.0.1", "--port", str(port)],
+        [*zoo_command, "serve", str(artifact), "--host", "127.0.0.1", "--port", str(port),
+         *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **(env or {})}, cwd=cwd,
     )
