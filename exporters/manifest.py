@@ -79,9 +79,12 @@ def build(fields: dict, artifacts: dict, quantize, options: dict) -> dict:
 
 
 def write(folder, manifest: dict) -> Path:
-    path = Path(folder) / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    return path
+    """manifest.json in `folder`, replaced in one rename: a reader sees the old or the new one."""
+    from exporters.run_folder import write_text_atomically
+
+    return write_text_atomically(
+        Path(folder) / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    )
 
 
 REQUIRED_FIELDS = ("family", "latent_dim", "num_classes", "image_shape", "artifacts")
