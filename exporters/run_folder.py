@@ -58,6 +58,22 @@ def write_bytes_atomically(path, data: bytes) -> Path:
     return path
 
 
+def save_atomically(path, save) -> Path:
+    """`save(temporary)` (e.g. a Keras model's or weights' save) into a temporary file beside
+    `path`, then one rename onto it; the temporary ends in path's full name, so Keras sees the
+    suffix it needs (.keras, .weights.h5), and is removed when `save` fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        save(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_text_atomically(path, text: str) -> Path:
     return write_bytes_atomically(path, text.encode("utf-8"))
 

@@ -55,6 +55,27 @@ def test_atomic_json_write_replaces_whole_file_readable_by_others(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["x.json"]  # no temporary left
 
 
+def test_save_atomically_keeps_the_suffix_and_the_old_file_when_saving_fails(tmp_path):
+    path = tmp_path / "sub" / "model.weights.h5"
+    seen = []
+
+    def save(temporary):
+        seen.append(temporary.name)
+        temporary.write_text("new")
+
+    assert run_folder.save_atomically(path, save) == path and path.read_text() == "new"
+    assert seen[0].endswith("-model.weights.h5") and seen[0] != path.name  # Keras checks it
+
+    def broken(temporary):
+        temporary.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        run_folder.save_atomically(path, broken)
+    assert path.read_text() == "new"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.weights.h5"]
+
+
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
     path = tmp_path / "config.json"
     path.write_text('{"old": true}')

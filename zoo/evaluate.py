@@ -39,7 +39,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from exporters.run_folder import RunFolder, write_json_atomically
+from exporters.run_folder import RunFolder, save_atomically, write_json_atomically
 from zoo import data
 from zoo.base import check_count
 
@@ -521,10 +521,7 @@ def load_classifier(
             f"on a 2-core CPU, less on a GPU), cached in {folder}"
         )
     classifier = train_classifier(dataset, **train_kwargs)
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f".{CLASSIFIER_FILE}.{os.getpid()}.tmp.keras"
-    classifier.model.save(temporary)
-    os.replace(temporary, model_path)
+    save_atomically(model_path, classifier.model.save)
     write_json_atomically(info_path, classifier.info)  # written last: the cache entry is whole
     classifier.info["path"] = str(folder)
     return classifier
@@ -753,17 +750,26 @@ NEEDS_KERAS_MODEL = {
 }
 
 
-def left_out_metrics(model) -> dict:
-    """{metric: reason} for the MODEL_METRICS the run's Keras model would get but `model` (an
-    ExportedGenerator) cannot; {} for a Keras model."""
+def left_out_by_export(model, checks: dict, reasons: dict, default: str, *args) -> dict:
+    """{name: reason} for the entries of `checks` ({name: (applies(model, *args), ...)}) that
+    the run's Keras model would get but `model` (an ExportedGenerator) cannot; {} for a Keras
+    model. The reason is reasons[name], else `default` (formatted with the name)."""
     if not isinstance(model, ExportedGenerator) or model.keras_class is None:
         return {}
     view = model.as_keras_model()
     return {
-        name: NEEDS_KERAS_MODEL.get(name, f"{name} needs the Keras model (no model.keras)")
-        for name, (applies, _) in MODEL_METRICS.items()
-        if applies(view) and not applies(model)
+        name: reasons.get(name, default.format(name=name))
+        for name, (applies, _) in checks.items()
+        if applies(view, *args) and not applies(model, *args)
     }
+
+
+def left_out_metrics(model) -> dict:
+    """{metric: reason} for the MODEL_METRICS the run's Keras model would get but `model` (an
+    ExportedGenerator) cannot; {} for a Keras model."""
+    return left_out_by_export(
+        model, MODEL_METRICS, NEEDS_KERAS_MODEL, "{name} needs the Keras model (no model.keras)"
+    )
 
 
 def load_generator(run_dir, needed_for: str = "this command"):

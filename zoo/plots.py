@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.images import save_grid
-from zoo.evaluate import ExportedGenerator, load_generator
+from zoo.evaluate import left_out_by_export, load_generator
 
 MIN_CELL_PIXELS = 28  # smaller images (8x8 digits) are enlarged, nearest neighbour, to this
 
@@ -207,14 +207,9 @@ NEEDS_KERAS_MODEL = {
 def skipped_pictures(model, context) -> dict:
     """{picture: reason} for the pictures the run's Keras model would get but `model` (an
     exported generator) cannot draw; {} for a Keras model."""
-    if not isinstance(model, ExportedGenerator) or model.keras_class is None:
-        return {}
-    view = model.as_keras_model()
-    return {
-        name: NEEDS_KERAS_MODEL.get(name, "it needs the Keras model (no model.keras)")
-        for name, (applies, _) in PICTURES.items()
-        if applies(view, context) and not applies(model, context)
-    }
+    return left_out_by_export(
+        model, PICTURES, NEEDS_KERAS_MODEL, "it needs the Keras model (no model.keras)", context
+    )
 
 
 def _note(message: str) -> None:

@@ -35,6 +35,7 @@ from exporters import compat
 from exporters.run_folder import (
     DEFAULT_ROOT,
     RunFolder,
+    save_atomically,
     write_json_atomically,
     write_text_atomically,
 )
@@ -231,10 +232,9 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         # Replaces Keras' own (which calls its private _save_model) with an atomic write.
         directory = Path(self.backup_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        partial = directory / f"partial-{self.WEIGHTS}"
-        self.model.save_weights(str(partial), overwrite=True)
-        os.replace(partial, directory / self.WEIGHTS)
+        save_atomically(
+            directory / self.WEIGHTS, lambda p: self.model.save_weights(str(p), overwrite=True)
+        )
         write_json_atomically(
             directory / self.METADATA,
             {"epoch": epoch + 1, "batch": 0},
@@ -446,9 +446,7 @@ def _fit(model, train_data, run, work, chief, resuming, config, callbacks, verbo
             )
         raise
 
-    temporary = work.path / "model.tmp.keras"
-    model.save(temporary)
-    os.replace(temporary, work.model_path)
+    save_atomically(work.model_path, model.save)
     if chief:
         config.update(
             status="finished",
