@@ -50,6 +50,13 @@ def versions() -> dict:
     return found
 
 
+def check_model_name(name) -> str:
+    """A model name for a serving engine's repository and URLs (Triton, TF Serving, /v2)."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"model_name must be a non-empty name without '/', got {name!r}")
+    return name
+
+
 def model_fields(family, latent_dim, num_classes, image_shape) -> dict:
     """The model part of a manifest (also what `GET /v1/metadata` answers)."""
     return {

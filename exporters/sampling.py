@@ -69,6 +69,14 @@ def expand_labels(labels, n: int):
     return labels
 
 
+def parse_labels(text: str) -> list[int]:
+    """"3" or "0,1,2" (the CLI's --labels, the PNG endpoint's ?labels=) -> a list of ints."""
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ValueError(f"labels must be comma-separated integers, got {text!r}") from None
+
+
 def short_repr(value, limit=80):
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."

@@ -68,10 +68,18 @@ from starlette.routing import Route
 
 from exporters import compat
 from exporters import inference_protocol as oip
+from exporters import manifest as manifest_lib
 from exporters import runtime
 from exporters.batching import DynamicBatcher, QueueFull
 from exporters.images import make_grid, png_bytes, to_uint8
-from exporters.sampling import check_count, check_labels, check_seed, expand_labels, latents
+from exporters.sampling import (
+    check_count,
+    check_labels,
+    check_seed,
+    expand_labels,
+    latents,
+    parse_labels,
+)
 
 MAX_IMAGES_JSON = 256
 MAX_IMAGES_PNG = 1024
@@ -119,9 +127,7 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if not self.model_name or "/" in self.model_name:
-            raise ValueError(f"model_name must be a non-empty name without '/', "
-                             f"got {self.model_name!r}")
+        manifest_lib.check_model_name(self.model_name)
         if self.cors_origin is not None and not self.cors_origin.strip():
             raise ValueError(f"cors_origin must be an origin like https://example.com, "
                              f"got {self.cors_origin!r}")
@@ -180,11 +186,10 @@ def _parse_png_request(query_string: str) -> dict:
         raise BadRequest(f"unknown parameters {unknown}; accepted: {list(REQUEST_FIELDS)}")
     labels = None
     if query.get("labels"):
-        text = query["labels"][-1]
         try:
-            labels = [int(item) for item in text.split(",")]
-        except ValueError:
-            raise BadRequest(f"labels must be comma-separated integers, got {text!r}") from None
+            labels = parse_labels(query["labels"][-1])
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
     request = {"n": _query_int(query, "n", 16), "seed": _query_int(query, "seed"),
                "labels": labels}
     if query.get("steps"):

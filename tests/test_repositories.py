@@ -139,3 +139,16 @@ def test_committed_manifests_list_exactly_the_files_shipped(folder):
     for name in listed:
         runtime.check_matches(folder / name, json.loads((folder / "manifest.json").read_text())[
             "artifacts"][name])
+
+
+@pytest.mark.parametrize("name", ["", "a/b", None, 3])
+def test_bad_model_names_are_refused_naming_the_value(name, tmp_path):
+    from exporters import manifest as manifest_lib
+    from exporters.converters import tf_serving, triton
+
+    for check in (manifest_lib.check_model_name,
+                  lambda n: triton.export_triton(None, tmp_path / "t", model_name=n),
+                  lambda n: tf_serving.export_tf_serving(None, tmp_path / "s", model_name=n)):
+        with pytest.raises(ValueError, match=f"got {name!r}"):
+            check(name)
+    assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from exporters import DEFAULT_FORMATS, QUANTIZATIONS
 from exporters import FORMATS as EXPORT_FORMATS
-from exporters.sampling import expand_labels
+from exporters.sampling import expand_labels, parse_labels
 from zoo.import_hooks import around_first_import
 
 STRATEGY_NAMES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
@@ -72,11 +72,9 @@ def format_list(text: str) -> tuple[str, ...]:
 
 def label_list(text: str) -> list[int]:
     try:
-        return [int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"labels must be comma-separated integers, got {text!r}"
-        ) from None
+        return parse_labels(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def model_argument(text: str) -> tuple[str, object]:

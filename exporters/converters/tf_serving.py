@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from exporters import manifest as manifest_lib
+
 VERSION = "1"
 DEFAULT_MODEL_NAME = "generator"
 SIGNATURES = ("serve", "serving_default")
@@ -24,8 +26,7 @@ def export_tf_serving(network, filepath, output_names=None,
 
     from exporters.converters.saved_model import describe_specs, serving_function
 
-    if not model_name or "/" in model_name:
-        raise ValueError(f"model_name must be a name without '/', got {model_name!r}")
+    manifest_lib.check_model_name(model_name)
     version = Path(filepath) / model_name / VERSION
     version.parent.mkdir(parents=True)
     function, specs, names, network = serving_function(network, None, output_names)

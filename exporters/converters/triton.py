@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from exporters import manifest as manifest_lib
+
 VERSION = "1"
 DEFAULT_MODEL_NAME = "generator"
 DEFAULT_MAX_BATCH_SIZE = 256
@@ -72,8 +74,7 @@ def export_triton(network, filepath, output_names=None, opset=None, optimize: bo
     exporter's inputs/outputs plus where the model and its config are inside the repository."""
     from exporters.converters.onnx import DEFAULT_OPSET, export_onnx
 
-    if not model_name or "/" in model_name:
-        raise ValueError(f"model_name must be a name without '/', got {model_name!r}")
+    manifest_lib.check_model_name(model_name)
     repository = Path(filepath)
     version = repository / model_name / VERSION
     version.mkdir(parents=True)
