@@ -8,7 +8,6 @@ write manifest.json. The converter tier: imports the TF stack and the TF-free ti
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -331,7 +330,6 @@ def export_from_export(export_dir, out_dir=None, formats=("triton",), *, overwri
     Returns the manifest written (plus "out_dir", "manifest_path" and "added").
     """
     from exporters import manifest as manifest_lib
-    from exporters.run_folder import write_text_atomically
     from exporters.runtime import check_matches
 
     formats = _choices(formats, FORMATS, "formats")
@@ -404,5 +402,5 @@ def export_from_export(export_dir, out_dir=None, formats=("triton",), *, overwri
         raise
     path = out / manifest_lib.MANIFEST_NAME
     if in_place:  # the manifest is replaced in one rename: the old list or the new one
-        write_text_atomically(path, json.dumps(written, indent=2, sort_keys=False) + "\n")
+        manifest_lib.write(out, written)
     return {**written, "out_dir": str(out), "manifest_path": str(path), "added": list(artifacts)}
