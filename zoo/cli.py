@@ -157,13 +157,12 @@ def _export_only_run(source: str):
 
 def _export_from_export(run, args) -> dict:
     """`zoo export` on an export-only run: what its shipped ONNX generator gives (triton)."""
+    from exporters import manifest
     from exporters.converters import export as converters
 
     keras_only = [fmt for fmt in args.formats if fmt not in converters.FROM_EXPORT]
     if keras_only:
-        shipped = ", ".join(sorted(
-            (run.read_json(run.EXPORT + "/" + run.MANIFEST) or {}).get("artifacts", {})
-        ))
+        shipped = ", ".join(sorted(manifest.read(run.export_dir)["artifacts"]))
         raise CommandError(
             f"{run.path} holds no model.keras, which --formats {','.join(keras_only)} needs; "
             f"its export/ already ships {shipped} (`zoo sample` and `zoo serve` take them), "
@@ -237,7 +236,6 @@ def _sampler(source: str):
 
 
 def command_sample(args) -> None:
-    from exporters import runtime
     from exporters.images import save_grid
 
     generate = _sampler(args.source)
