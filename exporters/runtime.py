@@ -203,10 +203,16 @@ class Generator:
         seed = check_seed(seed)
         if batch_size is not None:
             batch_size = check_count(batch_size, self.max_images, "batch_size")
-        z = latents(n, self.latent_dim, seed)
-        step = batch_size or n
+        return self.from_latents(latents(n, self.latent_dim, seed), labels, batch_size)
+
+    def from_latents(self, z, labels=None, batch_size=None) -> np.ndarray:
+        """float32 images in [-1, 1] from given latents z (n, latent_dim) and int labels, in
+        calls of at most batch_size (what `model.generate(z, labels)` is in Keras)."""
+        z = np.asarray(z, np.float32)
+        labels = None if labels is None else np.asarray(labels, np.int32)
+        step = batch_size or max(len(z), 1)
         outputs = []
-        for start in range(0, n, step):
+        for start in range(0, len(z), step):
             feeds = {self.z_name: z[start : start + step]}
             if self.label_name:
                 feeds[self.label_name] = labels[start : start + step]
@@ -301,6 +307,11 @@ class DiffusionGenerator(Generator):
         return self.pipeline.denoise(
             self.run_denoiser, x_t, t, labels, guidance_scale, batch_size
         )
+
+    def from_latents(self, z, labels=None, batch_size=None) -> np.ndarray:
+        """float32 images in [-1, 1] sampled from x_T = z with the manifest's defaults (what
+        `model.generate(z, labels)` is in Keras)."""
+        return self.pipeline.generate(self.run_denoiser, z, labels, batch_size=batch_size)
 
     def generate_float(self, n, labels=None, seed=None, batch_size=None, steps=None, eta=None,
                        guidance_scale=None, sampler=None) -> np.ndarray:

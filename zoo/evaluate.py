@@ -708,22 +708,7 @@ class ExportedGenerator:
     def generate(self, z, labels=None, batch_size=None) -> np.ndarray:
         """The exported network on given latents z (and labels), float32 in [-1, 1]; a
         diffusion artifact runs its sampling loop from x_T = z."""
-        runtime_generator = self.runtime
-        z = np.asarray(z, np.float32)
-        labels = None if labels is None else np.asarray(labels, np.int32)
-        pipeline = getattr(runtime_generator, "pipeline", None)
-        if pipeline is not None:
-            return pipeline.generate(
-                runtime_generator.run_denoiser, z, labels, batch_size=batch_size
-            )
-        step = batch_size or max(len(z), 1)
-        outputs = []
-        for start in range(0, len(z), step):
-            feeds = {runtime_generator.z_name: z[start : start + step]}
-            if runtime_generator.label_name:
-                feeds[runtime_generator.label_name] = labels[start : start + step]
-            outputs.append(runtime_generator.backend.run(feeds)["images"])
-        return np.concatenate(outputs).astype(np.float32)
+        return self.runtime.from_latents(z, labels, batch_size)
 
     def as_keras_model(self):
         """A stand-in with this generator's sizes and the family class's methods: what the
