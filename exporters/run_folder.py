@@ -84,6 +84,11 @@ def write_json_atomically(path, payload) -> Path:
     return write_text_atomically(path, text)
 
 
+def grid_name(epoch: int) -> str:
+    """The sample grid's file name for an epoch numbered from 1 (SampleGrid writes it)."""
+    return f"epoch-{int(epoch):03d}.png"
+
+
 def safe_name(text: str) -> str:
     """A folder-name-safe form of a dataset name ("idx:/data/x" -> "idx-data-x")."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-") or "run"
@@ -171,7 +176,7 @@ class RunFolder:
 
     def grid_path(self, epoch: int) -> Path:
         """grids/epoch-NNN.png for the epoch numbered from 1."""
-        return self.grids_dir / f"epoch-{int(epoch):03d}.png"
+        return self.grids_dir / grid_name(epoch)
 
     def latest_grid(self) -> Path | None:
         grids = sorted(self.grids_dir.glob("epoch-*.png")) if self.grids_dir.is_dir() else []

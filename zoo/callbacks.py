@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from exporters.images import save_grid
+from exporters.run_folder import grid_name
 
 
 def grid_columns(n: int, num_classes: int = 0) -> int:
@@ -40,7 +41,7 @@ class SampleGrid(keras.callbacks.Callback):
         images = model.sample(self.n, labels=labels, seed=self.seed)
         self.last_path = save_grid(
             images,
-            self.directory / f"epoch-{epoch + 1:03d}.png",
+            self.directory / grid_name(epoch + 1),
             grid_columns(self.n, model.num_classes),
         )
 
