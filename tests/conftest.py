@@ -7,3 +7,5 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from zoo import distribute
 
 distribute.split_cpu(2)
+
+from browser_fixtures import browser, page  # noqa: E402,F401  (fixtures for the browser tests)

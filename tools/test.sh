@@ -19,6 +19,8 @@ for arg in "$@"; do
 done
 select=()
 [ "$tier" = fast ] && select=(-m "not slow")
+# The full tier includes the browser tests: Chromium (apt) and onnxruntime-web (npm).
+[ "$tier" = full ] && bash tools/setup_browser.sh
 
 # No path argument: pytest runs pyproject's testpaths (tests/), or the paths given in "$@".
 start=$SECONDS
