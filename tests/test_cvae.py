@@ -61,3 +61,24 @@ def test_registry_and_errors():
         zoo.build("cvae", num_classes=1)
     with pytest.raises(ValueError, match="embedding_dim"):
         zoo.build("cvae", embedding_dim=0)
+
+
+@pytest.mark.parametrize("cls,extra", [(VAE, {}), (CVAE, {"num_classes": 3})])
+def test_decoder_activation_option_and_older_configs(cls, extra):
+    """New decoders use LeakyReLU (int8-friendly in LiteRT); a config saved before the option
+    existed rebuilds the ReLU decoder it was trained with, so its weights mean the same."""
+    model = cls(image_shape=(8, 8, 1), latent_dim=4, base_filters=4, **extra)
+    def layer_types(network):
+        found = set()
+        for layer in network.layers:
+            found |= {type(layer).__name__} | (layer_types(layer) if hasattr(layer, "layers") else set())
+        return found
+
+    layer_types_new = layer_types(model.decoder)
+    assert model.get_config()["decoder_activation"] == "leaky_relu" and "LeakyReLU" in layer_types_new
+    old = {k: v for k, v in model.get_config().items() if k != "decoder_activation"}
+    rebuilt = cls.from_config(old)
+    assert rebuilt.decoder_activation == "relu"
+    assert "LeakyReLU" not in layer_types(rebuilt.decoder)
+    with pytest.raises(ValueError, match="decoder_activation='gelu' is not one of"):
+        cls(image_shape=(8, 8, 1), latent_dim=4, decoder_activation="gelu", **extra)

@@ -117,11 +117,11 @@ NON_DEFAULTS = {
     },
     VAE: {
         "likelihood": "gaussian", "beta": 0.5, "gaussian_scale": 0.2, "base_filters": 12,
-        "seed": 5,
+        "decoder_activation": "relu", "seed": 5,
     },
     CVAE: {
         "likelihood": "gaussian", "beta": 0.5, "gaussian_scale": 0.2, "base_filters": 12,
-        "embedding_dim": 7, "seed": 5,
+        "embedding_dim": 7, "decoder_activation": "relu", "seed": 5,
     },
 }
 # Keyword-only arguments a family takes only to pass through (VAE's num_classes is CVAE's).

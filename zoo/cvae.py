@@ -33,6 +33,7 @@ class CVAE(VAE):
         gaussian_scale: float = 0.1,
         base_filters: int = 32,
         embedding_dim: int = 50,
+        decoder_activation: str = "leaky_relu",
         seed=None,
         **kwargs,
     ):
@@ -41,7 +42,8 @@ class CVAE(VAE):
         self.embedding_dim = int(embedding_dim)
         super().__init__(
             image_shape=image_shape, latent_dim=latent_dim, likelihood=likelihood, beta=beta,
-            gaussian_scale=gaussian_scale, base_filters=base_filters, seed=seed,
+            gaussian_scale=gaussian_scale, base_filters=base_filters,
+            decoder_activation=decoder_activation, seed=seed,
             num_classes=num_classes, **kwargs,
         )
 
@@ -53,7 +55,7 @@ class CVAE(VAE):
             ),
             networks.conditional_conv_decoder(
                 self.latent_dim, self.image_shape, self.num_classes, self.base_filters,
-                self.embedding_dim,
+                self.embedding_dim, activation=self.decoder_activation,
             ),
         )
 

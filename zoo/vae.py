@@ -49,6 +49,7 @@ class VAE(GenerativeModel):
         beta: float = 1.0,
         gaussian_scale: float = 0.1,
         base_filters: int = 32,
+        decoder_activation: str = "leaky_relu",
         seed=None,
         num_classes: int = 0,
         **kwargs,
@@ -67,6 +68,7 @@ class VAE(GenerativeModel):
         self.beta = float(beta)
         self.gaussian_scale = float(gaussian_scale)
         self.base_filters = int(base_filters)
+        self.decoder_activation = networks.check_decoder_activation(decoder_activation)
         self.encoder, self.decoder = self.build_networks()
         z = keras.Input(shape=(self.latent_dim,), name="z")
         inputs = [z, keras.Input(shape=(), dtype="int32", name="label")] if self.num_classes else z
@@ -78,7 +80,8 @@ class VAE(GenerativeModel):
         """(encoder, decoder); a conditional subclass returns networks that also take labels."""
         return (
             networks.conv_encoder(self.image_shape, self.latent_dim, self.base_filters),
-            networks.conv_decoder(self.latent_dim, self.image_shape, self.base_filters),
+            networks.conv_decoder(self.latent_dim, self.image_shape, self.base_filters,
+                                  activation=self.decoder_activation),
         )
 
     def get_config(self):
@@ -88,8 +91,15 @@ class VAE(GenerativeModel):
             beta=self.beta,
             gaussian_scale=self.gaussian_scale,
             base_filters=self.base_filters,
+            decoder_activation=self.decoder_activation,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Saved before decoder_activation existed: those decoders used ReLU.
+        config = {"decoder_activation": "relu", **config}
+        return super().from_config(config)
 
     def call(self, inputs, training=False):
         """The deterministic reconstruction: images [, labels] -> decode(z_mean) in [-1, 1].

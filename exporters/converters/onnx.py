@@ -455,7 +455,8 @@ REWRITES = {
 
 
 def _absorb_followers(node, weight, bias, view, absorbed):
-    """Fold per-channel Mul/Add (an inference BatchNorm) into weight/bias, then take one ReLU."""
+    """Fold per-channel Mul/Add (an inference BatchNorm) into weight/bias, then take one ReLU
+    or LeakyReLU (elementwise, so it applies to each phase as it did to the whole)."""
     channels = weight.shape[1]
     tail, relu = node.output[0], None
     while tail not in view.graph_outputs and len(view.consumers.get(tail, [])) == 1:
@@ -471,7 +472,7 @@ def _absorb_followers(node, weight, bias, view, absorbed):
                 weight, bias = weight * value[None, :, None, None], bias * value
             else:
                 bias = bias + value
-        elif follower.op_type == "Relu":
+        elif follower.op_type in ("Relu", "LeakyRelu"):
             relu = follower
         else:
             break
@@ -500,6 +501,9 @@ def _phase_conv(node, plan, weight, bias, phase, name, relu):
         "Conv", [node.input[0], f"{name}/W", f"{name}/B"], [f"{name}/y"], name=name,
         kernel_shape=[len(taps[0]), len(taps[1])], pads=pads_begin + pads_end,
     )
-    relu_node = (helper.make_node("Relu", [f"{name}/y"], [f"{name}/relu"], name=f"{name}/relu")
-                 if relu is not None else None)
+    relu_node = None
+    if relu is not None:
+        attributes = {a.name: helper.get_attribute_value(a) for a in relu.attribute}
+        relu_node = helper.make_node(relu.op_type, [f"{name}/y"], [f"{name}/relu"],
+                                     name=f"{name}/relu", **attributes)
     return conv, relu_node, conv_weight, bias.astype(np.float32)
