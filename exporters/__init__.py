@@ -23,9 +23,9 @@ from __future__ import annotations
 import importlib
 
 # every format `export` writes; DEFAULT_FORMATS when none are named (the model repositories
-# for Triton and TF Serving are on request: `--formats triton,tf_serving`)
+# for Triton and TF Serving and the in-browser page are on request: `--formats triton,web`)
 DEFAULT_FORMATS = ("saved_model", "tflite", "onnx")
-FORMATS = (*DEFAULT_FORMATS, "triton", "tf_serving")
+FORMATS = (*DEFAULT_FORMATS, "triton", "tf_serving", "web")
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 DEFAULT_TFLITE_BATCH_SIZES = (1, 64)  # batch 1 for phones, 64 for grids; None = dynamic batch
 

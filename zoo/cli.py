@@ -156,7 +156,7 @@ def _export_only_run(source: str):
 
 
 def _export_from_export(run, args) -> dict:
-    """`zoo export` on an export-only run: what its shipped ONNX generator gives (triton)."""
+    """`zoo export` on an export-only run: what its shipped ONNX generator gives (triton, web)."""
     from exporters import manifest
     from exporters.converters import export as converters
 
@@ -167,7 +167,7 @@ def _export_from_export(run, args) -> dict:
             f"{run.path} holds no model.keras, which --formats {','.join(keras_only)} needs; "
             f"its export/ already ships {shipped} (`zoo sample` and `zoo serve` take them), "
             f"and from those `zoo export {run.path} --formats "
-            f"{','.join(converters.FROM_EXPORT)}` builds a model repository"
+            f"{','.join(converters.FROM_EXPORT)}` builds a model repository and a web page"
         )
     if args.quantize != "none":
         raise CommandError(

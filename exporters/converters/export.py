@@ -21,12 +21,17 @@ EXPORTERS = {
     "onnx": ("exporters.converters.onnx", "export_onnx"),
     "triton": ("exporters.converters.triton", "export_triton"),
     "tf_serving": ("exporters.converters.tf_serving", "export_tf_serving"),
+    "web": ("exporters.converters.web", "export_web"),
 }
 RUNTIMES = {"saved_model": "tensorflow", "tflite": "litert", "onnx": "onnxruntime",
-            "triton": "triton-onnxruntime", "tf_serving": "tensorflow-serving"}
+            "triton": "triton-onnxruntime", "tf_serving": "tensorflow-serving",
+            "web": "onnxruntime-web"}
 # model-repository layouts (generator only): folder -> (info key of the model inside, the
 # format it is verified as)
-LAYOUTS = {"triton": ("model_file", "onnx"), "tf_serving": ("model_dir", "saved_model")}
+LAYOUTS = {"triton": ("model_file", "onnx"), "tf_serving": ("model_dir", "saved_model"),
+           "web": ("model_file", "onnx")}
+# formats written after the others, because they reuse one (web copies generator.onnx)
+LAST_FORMATS = ("web",)
 DIR_MODE, FILE_MODE = 0o755, 0o644  # readable by the user a serving engine runs as
 # network role -> names of its outputs in every artifact (a generator's: see _generator_outputs)
 ROLE_OUTPUTS = {"encoder": ("z_mean", "z_log_var")}
@@ -68,6 +73,7 @@ def _tflite_batches(value) -> tuple:
 def _plans(formats, quantize, tflite_batch_sizes, roles):
     """(file name, role, format, quantization, exporter kwargs) for every artifact to write."""
     plans = []
+    formats = sorted(formats, key=lambda fmt: fmt in LAST_FORMATS)
     for role in roles:
         for fmt in formats:
             if fmt in LAYOUTS:
@@ -128,7 +134,9 @@ def export(model_or_path, out_dir, formats=DEFAULT_FORMATS, quantize="none", *, 
     model_or_path: a zoo model, a `.keras` file or a run folder holding `model.keras`.
     formats: any of "saved_model", "tflite", "onnx" (a list or "a,b"), and the model
         repositories "triton" (triton/generator/config.pbtxt + 1/model.onnx) and "tf_serving"
-        (tf_serving/generator/1/, a SavedModel in TF Serving's layout).
+        (tf_serving/generator/1/, a SavedModel in TF Serving's layout), and "web" (web/: a
+        static page running the ONNX generator in the browser with onnxruntime-web, which
+        `bash tools/fetch_onnxruntime_web.sh` fetches; see exporters.converters.web).
     quantize: "none" | "fp16" | "dynamic" | "int8", or several: extra TFLite generator variants
         next to the float32 ones (SavedModel and ONNX stay float32).
     tflite_batch_sizes: static batch of each TFLite file; None gives a dynamic-batch file.
@@ -142,18 +150,23 @@ def export(model_or_path, out_dir, formats=DEFAULT_FORMATS, quantize="none", *, 
     tflite_batch_sizes = _tflite_batches(tflite_batch_sizes)
     tolerances = dict(tolerances or {})
     out_dir = Path(out_dir)
+    ort_dir = None
+    if "web" in formats:  # a missing onnxruntime-web fails before anything is written
+        from exporters.converters.web import onnxruntime_web_dir
+
+        ort_dir = onnxruntime_web_dir()
 
     staging = _prepare_out_dir(out_dir, overwrite)  # refuse before any heavy work
     try:
         return _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_sizes,
-                       opset, optimize_onnx, tolerances)
+                       opset, optimize_onnx, tolerances, ort_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
 def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_sizes, opset,
-            optimize_onnx, tolerances) -> dict:
+            optimize_onnx, tolerances, ort_dir=None) -> dict:
     from exporters import manifest as manifest_lib
     from exporters.converters import saved_model, tflite, verify
 
@@ -172,14 +185,23 @@ def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_siz
     fields["generator_output"] = getattr(model, "generator_output", "image")
     if hasattr(model, "schedule_config"):  # a diffusion denoiser: what a sampling loop needs
         fields["schedule"] = model.schedule_config()
+    if "web" in formats:  # an unsupported family fails before the other formats' work
+        from exporters.converters.web import check_supported
+
+        check_supported(fields)
     options = {"opset": opset or _default_opset(), "optimize": bool(optimize_onnx)}
     artifacts = {}
     for name, role, fmt, quantization, kwargs in _plans(
         formats, quantize, tflite_batch_sizes, networks
     ):
         kwargs = {**kwargs, "output_names": outputs[role]}
-        if fmt in ("onnx", "triton"):
+        if fmt in ("onnx", "triton", "web"):
             kwargs.update(options)
+        if fmt == "web":
+            onnx_name = f"{role}.onnx"
+            kwargs.update(fields=fields, ort_dir=ort_dir)
+            if onnx_name in artifacts:  # the verified ONNX export, copied, not converted again
+                kwargs.update(onnx_source=staging / onnx_name, onnx_info=artifacts[onnx_name])
         if fmt == "tflite" and quantization == "int8":
             kwargs["representative_data"] = tflite.representative_data(
                 references[role].make_inputs
@@ -285,7 +307,17 @@ def _triton_from_onnx(source: Path, entry: dict, target: Path) -> dict:
     }
 
 
-FROM_EXPORT = {"triton": _triton_from_onnx}
+def _web_from_onnx(source: Path, entry: dict, target: Path) -> dict:
+    """The in-browser page around a copy of `source`, with the model fields of the manifest
+    beside it (exporters.converters.web)."""
+    from exporters import manifest as manifest_lib
+    from exporters.converters import web
+
+    fields = manifest_lib.read(source.parent)
+    return {**web.build_page(target, source, fields, entry), "derived_from": source.name}
+
+
+FROM_EXPORT = {"triton": _triton_from_onnx, "web": _web_from_onnx}
 
 
 def _verify_against_source(model_file: Path, source: Path, entry: dict) -> dict:
@@ -323,8 +355,9 @@ def export_from_export(export_dir, out_dir=None, formats=("triton",), *, overwri
     generator, for a run that ships its export but no Keras model. TensorFlow is not needed.
 
     out_dir None (or the export folder itself): the new artifacts are added beside the shipped
-    ones (export/triton/) and listed in its manifest.json; nothing there is replaced unless
-    `overwrite` (then only the derived folder, once the new one is built and verified).
+    ones (export/triton/, export/web/) and listed in its manifest.json; nothing there is
+    replaced unless `overwrite` (then only the derived folder, once the new one is built and
+    verified).
     Another out_dir: a new export folder holding the derived artifacts and a manifest (a
     non-empty one is replaced only with `overwrite`, as `export` does).
     Returns the manifest written (plus "out_dir", "manifest_path" and "added").
@@ -341,6 +374,11 @@ def export_from_export(export_dir, out_dir=None, formats=("triton",), *, overwri
         )
     source_dir = Path(export_dir)
     manifest = manifest_lib.read(source_dir)
+    if "web" in formats:  # before anything is written: the page's files and a family it runs
+        from exporters.converters import web
+
+        web.onnxruntime_web_dir()
+        web.check_supported(manifest)
     entry = next(
         (e for e in manifest["artifacts"].values()
          if e.get("role", "generator") == "generator" and e.get("format") == FROM_EXPORT_SOURCE
