@@ -30,7 +30,16 @@ import numpy as np
 from exporters import manifest as manifest_lib
 from exporters.diffusion_samplers import SAMPLERS
 from exporters.images import to_uint8
-from exporters.sampling import MAX_IMAGES, check_count, check_labels, check_seed, latents
+from exporters.sampling import (
+    MAX_IMAGES,
+    check_count,
+    check_interpolation_count,
+    check_label,
+    check_labels,
+    check_seed,
+    interpolation_latents,
+    latents,
+)
 
 MIN_CHUNK = 16
 # chunks per worker: more, smaller chunks balance the load when a worker is descheduled
@@ -223,6 +232,27 @@ class Generator:
         """uint8 NHWC images; the same seed (and labels) gives the images `model.sample` gives."""
         return to_uint8(self.generate_float(n, labels, seed, batch_size))
 
+    def interpolation_inputs(self, seed_a, seed_b, n, label=None):
+        """(z, labels) of an n-image path: z slerps from the latent generate(1, seed=seed_a)
+        draws to seed_b's (see sampling.interpolation_latents); one label for every image."""
+        n = check_interpolation_count(n, self.max_images)
+        label = check_label(label, self.num_classes)
+        z = interpolation_latents(seed_a, seed_b, n, self.latent_dim)
+        return z, None if label is None else np.full(n, label, np.int32)
+
+    def interpolate_float(self, seed_a, seed_b, n, label=None, batch_size=None) -> np.ndarray:
+        """float32 images in [-1, 1] along the path; the ends are generate(1, seed=seed_a)
+        and generate(1, seed=seed_b) (with that label)."""
+        z, labels = self.interpolation_inputs(seed_a, seed_b, n, label)
+        if batch_size is not None:
+            batch_size = check_count(batch_size, self.max_images, "batch_size")
+        return self.from_latents(z, labels, batch_size)
+
+    def interpolate(self, seed_a, seed_b, n, label=None, batch_size=None, **options) -> np.ndarray:
+        """uint8 NHWC images along the path (see interpolate_float; a diffusion model also
+        takes its sampling options)."""
+        return to_uint8(self.interpolate_float(seed_a, seed_b, n, label, batch_size, **options))
+
 
 class DiffusionGenerator(Generator):
     """An exported diffusion denoiser (x_t, t [, label]) -> prediction, sampled here in numpy:
@@ -327,6 +357,25 @@ class DiffusionGenerator(Generator):
         return to_uint8(self.generate_float(
             n, labels, seed, batch_size, steps, eta, guidance_scale, sampler
         ))
+
+    def interpolate_float(self, seed_a, seed_b, n, label=None, batch_size=None, steps=None,
+                          eta=None, guidance_scale=None, sampler=None) -> np.ndarray:
+        """The path in x_T, sampled with a deterministic sampler (DDIM, eta 0): the image is
+        then a function of x_T alone, so the ends equal generate(1, seed=seed_a / seed_b). A
+        stochastic sampler draws fresh noise per image and step, which no path can follow."""
+        walk = self.make_sampler(steps, eta, sampler)
+        if walk.stochastic:
+            raise ValueError(
+                f"interpolation needs a deterministic sampler (ddim with eta=0): x_T is its only "
+                f"latent; got sampler={sampler!r}, eta={eta!r}, which make a stochastic "
+                f"{walk.kind} sampler (None: the manifest's {self.pipeline.sampler!r}, "
+                f"eta={self.pipeline.eta!r})"
+            )
+        z, labels = self.interpolation_inputs(seed_a, seed_b, n, label)
+        return self.pipeline.generate(
+            self.run_denoiser, z, labels, batch_size=batch_size, steps=steps, eta=eta,
+            guidance_scale=guidance_scale, sampler=sampler,
+        )
 
 
 class Encoder:

@@ -21,11 +21,13 @@ def check_count(n, max_images: int | None = MAX_IMAGES, what: str = "n") -> int:
     return int(n)
 
 
-def check_seed(seed):
-    if seed is None:
+def check_seed(seed, what: str = "seed", required: bool = False):
+    """None (a fresh random draw) unless `required`, or a non-negative int; else a ValueError."""
+    if seed is None and not required:
         return None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or null, got {seed!r}")
+        allowed = "a non-negative integer" if required else "a non-negative integer or null"
+        raise ValueError(f"{what} must be {allowed}, got {short_repr(seed)}")
     return int(seed)
 
 
@@ -86,6 +88,60 @@ def latents(n: int, latent_dim: int, seed=None) -> np.ndarray:
     """Standard-normal latents (n, latent_dim) float32: the one draw `model.sample` and the runtime
     both make, so the same seed gives the same images."""
     return np.random.default_rng(seed).standard_normal((n, latent_dim), dtype=np.float32)
+
+
+def slerp(z0, z1, t) -> np.ndarray:
+    """Spherical interpolation between latents z0 and z1 at fractions t (shape (len(t), d)).
+
+    Gaussian latents live near a sphere; a straight line between two of them passes through
+    atypically short vectors, slerp keeps the norm typical. Near-parallel ends fall back to lerp.
+    Computed in float64, so t = 0 and t = 1 give z0 and z1 exactly (as float32).
+    """
+    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
+    t = np.asarray(t, np.float64)[:, None]
+    cosine = np.dot(z0, z1) / (np.linalg.norm(z0) * np.linalg.norm(z1) + 1e-12)
+    omega = np.arccos(np.clip(cosine, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        return ((1.0 - t) * z0 + t * z1).astype(np.float32)
+    return ((np.sin((1.0 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)).astype(
+        np.float32
+    )
+
+
+def check_interpolation_count(n, max_images: int | None = MAX_IMAGES) -> int:
+    """At least 2 images (the two ends), at most max_images."""
+    n = check_count(n, max_images)
+    if n < 2:
+        raise ValueError(f"n must be at least 2 (the two ends of the path), got {n!r}")
+    return n
+
+
+def check_label(label, num_classes: int):
+    """One class for a whole interpolation: an int in [0, num_classes), None if unconditional."""
+    if num_classes == 0:
+        if label is not None:
+            raise ValueError(
+                f"this model is unconditional (num_classes=0) and takes no label, got "
+                f"{short_repr(label)}"
+            )
+        return None
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not (
+        0 <= label < num_classes
+    ):
+        raise ValueError(
+            f"label must be an integer in [0, {num_classes}) (this model is conditional), "
+            f"got {short_repr(label)}"
+        )
+    return int(label)
+
+
+def interpolation_latents(seed_a, seed_b, n: int, latent_dim: int) -> np.ndarray:
+    """(n, latent_dim) float32: slerp from the latent `latents(1, latent_dim, seed_a)` to
+    seed_b's, so the path's ends are exactly what generate(1, seed=seed_a / seed_b) draws."""
+    seed_a = check_seed(seed_a, "seed_a", required=True)
+    seed_b = check_seed(seed_b, "seed_b", required=True)
+    ends = [latents(1, latent_dim, seed)[0] for seed in (seed_a, seed_b)]
+    return slerp(*ends, np.linspace(0.0, 1.0, n))
 
 
 def check_steps(steps, timesteps: int) -> int:

@@ -29,29 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from exporters.images import save_grid
+from exporters.sampling import slerp  # moved there (TF-free); zoo.plots.slerp still works
 from zoo.evaluate import left_out_by_export, load_generator
 
 MIN_CELL_PIXELS = 28  # smaller images (8x8 digits) are enlarged, nearest neighbour, to this
 
 
 # ---- pure helpers ------------------------------------------------------------------------
-def slerp(z0, z1, t) -> np.ndarray:
-    """Spherical interpolation between latents z0 and z1 at fractions t (shape (len(t), d)).
-
-    Gaussian latents live near a sphere; a straight line between two of them passes through
-    atypically short vectors, slerp keeps the norm typical. Near-parallel ends fall back to lerp.
-    """
-    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
-    t = np.asarray(t, np.float64)[:, None]
-    cosine = np.dot(z0, z1) / (np.linalg.norm(z0) * np.linalg.norm(z1) + 1e-12)
-    omega = np.arccos(np.clip(cosine, -1.0, 1.0))
-    if np.sin(omega) < 1e-6:
-        return ((1.0 - t) * z0 + t * z1).astype(np.float32)
-    return ((np.sin((1.0 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)).astype(
-        np.float32
-    )
-
-
 def latent_grid(size: int, low: float = 0.05, high: float = 0.95) -> np.ndarray:
     """(size * size, 2) latents at standard-normal quantiles: the prior's mass spread evenly."""
     normal = statistics.NormalDist()
