@@ -13,6 +13,13 @@ genzoo's own API (clients rely on these JSON shapes):
          with `Accept: application/octet-stream`  -> raw uint8 NHWC bytes, shape in X-Shape
          with `Accept: application/x-npy`         -> a .npy file
     GET  /v1/generate.png?n=16&seed=2&labels=1,2  -> a PNG grid
+    POST /v1/interpolate {"seed_a": 1, "seed_b": 2, "n": 8, "label": 3}
+                                                  -> n images along the slerp path between the
+                                                     latents generate(1, seed=seed_a / seed_b)
+                                                     draws: the /v1/generate JSON shape
+    GET  /v1/interpolate.png?seed_a=1&seed_b=2&n=8&label=3 -> the path as a one-row PNG strip
+    GET  /                                        -> the playground page (exporters/web/)
+    GET  /static/{name}                           -> its scripts and style sheet
 
 The Open Inference Protocol (KServe v2 / Triton HTTP, JSON and binary tensors), on the
 artifact's own tensors (`z` FP32 [n, latent_dim], `label` INT32 [n] -> `images` FP32 NHWC):
@@ -23,8 +30,9 @@ artifact's own tensors (`z` FP32 [n, latent_dim], `label` INT32 [n] -> `images` 
 plus GET /openapi.json and GET /docs (a page rendered here from it, nothing fetched online).
 
 A diffusion artifact also takes "steps" and "guidance_scale" on /v1 (JSON fields or query
-parameters; default: the manifest's) and on /v2 its sampler settings (steps, eta,
-guidance_scale, sampler, seed) as request parameters, with `z` as the starting noise x_T.
+parameters; default: the manifest's; an interpolation walks x_T, with a deterministic sampler)
+and on /v2 its sampler settings (steps, eta, guidance_scale, sampler, seed) as request
+parameters, with `z` as the starting noise x_T.
 
 Dynamic batching (exporters.batching): concurrent requests to an image generator are merged
 into one runtime call (up to max_batch rows, waiting at most max_delay) and split back; each
@@ -35,6 +43,9 @@ Limits: request bodies (Content-Length or chunked) above max_body_bytes get 413;
 received within body_timeout gets 408; a connection whose request headers do not arrive within
 header_timeout is closed; at most max_connections connections (more get 503). Bad requests
 answer 4xx with {"error": message}, and nothing is ever written next to the artifact.
+
+The page's files are an allow-list read from the package folder when the app is built (never a
+path joined from the request), sent with a Content-Security-Policy that allows this origin only.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ import threading
 import time
 from http import HTTPStatus
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import anyio
@@ -66,19 +78,20 @@ from starlette.responses import HTMLResponse, Response
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.routing import Route
 
-from exporters import compat
+from exporters import compat, runtime
 from exporters import inference_protocol as oip
 from exporters import manifest as manifest_lib
-from exporters import runtime
 from exporters.batching import DynamicBatcher, QueueFull
 from exporters.images import make_grid, png_bytes, to_uint8
 from exporters.sampling import (
     check_count,
+    check_interpolation_count,
     check_labels,
     check_seed,
     expand_labels,
     latents,
     parse_labels,
+    short_repr,
 )
 
 MAX_IMAGES_JSON = 256
@@ -88,6 +101,8 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 DRAIN_FACTOR = 4  # an oversized body is read and dropped up to this many times the limit
 REQUEST_FIELDS = ("n", "labels", "seed", "steps", "guidance_scale")
+INTERPOLATE_FIELDS = ("seed_a", "seed_b", "n", "label", "steps", "guidance_scale")
+INTERPOLATION_IMAGES = 8  # /v1/interpolate's default n
 DIFFUSION_FIELDS = ("steps", "guidance_scale")
 V2_DIFFUSION_PARAMETERS = ("steps", "eta", "guidance_scale", "sampler", "seed")
 PLATFORMS = {"onnx": "onnxruntime_onnx", "tflite": "tflite"}
@@ -95,6 +110,21 @@ MODEL_VERSION = "1"
 SETTINGS_ENV = "GENZOO_SERVE_SETTINGS"
 ACCESS_LOG = logging.getLogger("genzoo.access")
 COMPACT_TYPES = {"application/octet-stream": "raw", "application/x-npy": "npy"}
+WEB_DIR = Path(__file__).with_name("web")
+PAGE = "playground.html"  # GET /
+STATIC_FILES = ("playground.js", "common.js", "style.css")  # GET /static/{name}, nothing else
+MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+               ".css": "text/css; charset=utf-8"}
+# the page and its files: this origin only, no inline code, not framed, nothing sniffed
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data: blob:; connect-src 'self'; "
+                               "object-src 'none'; base-uri 'none'; form-action 'none'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 
 
 @dataclasses.dataclass
@@ -154,7 +184,7 @@ def error_response(message, status, headers=None) -> JSONResponse:
 
 
 # ---- request parsing (/v1) --------------------------------------------------------------------
-def _parse_json_request(body: bytes) -> dict:
+def _parse_json_request(body: bytes, fields=REQUEST_FIELDS) -> dict:
     try:
         request = json.loads(body.decode("utf-8") or "null")
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -163,9 +193,9 @@ def _parse_json_request(body: bytes) -> dict:
         raise BadRequest(
             f"body must be a JSON object like {{\"n\": 4, \"seed\": 1}}, got {body[:80]!r}"
         )
-    unknown = sorted(set(request) - set(REQUEST_FIELDS))
+    unknown = sorted(set(request) - set(fields))
     if unknown:
-        raise BadRequest(f"unknown fields {unknown}; accepted: {list(REQUEST_FIELDS)}")
+        raise BadRequest(f"unknown fields {unknown}; accepted: {list(fields)}")
     return request
 
 
@@ -177,6 +207,14 @@ def _query_int(query, name, default=None):
         return int(values[-1])
     except ValueError:
         raise BadRequest(f"{name} must be an integer, got {values[-1]!r}") from None
+
+
+def _query_float(query, name):
+    text = query[name][-1]
+    try:
+        return float(text)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, got {text!r}") from None
 
 
 def _parse_png_request(query_string: str) -> dict:
@@ -195,11 +233,19 @@ def _parse_png_request(query_string: str) -> dict:
     if query.get("steps"):
         request["steps"] = _query_int(query, "steps")
     if query.get("guidance_scale"):
-        text = query["guidance_scale"][-1]
-        try:
-            request["guidance_scale"] = float(text)
-        except ValueError:
-            raise BadRequest(f"guidance_scale must be a number, got {text!r}") from None
+        request["guidance_scale"] = _query_float(query, "guidance_scale")
+    return request
+
+
+def _parse_interpolate_query(query_string: str) -> dict:
+    query = parse_qs(query_string, keep_blank_values=True)
+    unknown = sorted(set(query) - set(INTERPOLATE_FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown parameters {unknown}; accepted: {list(INTERPOLATE_FIELDS)}")
+    request = {name: _query_int(query, name) for name in ("seed_a", "seed_b", "n", "label", "steps")
+               if name in query}
+    if "guidance_scale" in query:
+        request["guidance_scale"] = _query_float(query, "guidance_scale")
     return request
 
 
@@ -346,15 +392,19 @@ class GeneratorService:
             raise BadRequest(str(error), HTTPStatus.SERVICE_UNAVAILABLE,
                              {"Retry-After": "1"}) from None
 
-    async def generate(self, request: dict, cap: int) -> np.ndarray:
-        """uint8 images for a /v1 request (checked as the runtime checks them)."""
-        generator = self.generator
+    def diffusion_options(self, request: dict) -> dict:
         options = {k: request[k] for k in DIFFUSION_FIELDS if request.get(k) is not None}
         if options and not self.diffusion:
             raise BadRequest(
                 f"{sorted(options)} apply to diffusion artifacts only; this is a "
-                f"{generator.family} generator"
+                f"{self.generator.family} generator"
             )
+        return options
+
+    async def generate(self, request: dict, cap: int) -> np.ndarray:
+        """uint8 images for a /v1 request (checked as the runtime checks them)."""
+        generator = self.generator
+        options = self.diffusion_options(request)
         try:
             n = check_count(request.get("n", 1), cap)  # before expand_labels builds n labels
             labels = check_labels(expand_labels(request.get("labels"), n), n,
@@ -368,6 +418,25 @@ class GeneratorService:
             feeds = {generator.z_name: latents(n, generator.latent_dim, seed)}
         except ValueError as error:  # the runtime's input checks: the client's mistake
             raise BadRequest(str(error)) from None
+        if generator.label_name:
+            feeds[generator.label_name] = labels
+        return to_uint8((await self.run_feeds(feeds))["images"])
+
+    async def interpolate(self, request: dict, cap: int) -> np.ndarray:
+        """uint8 images of a /v1/interpolate request: runtime.interpolate's, through the
+        batcher (an image generator) or the bounded pool (diffusion)."""
+        generator = self.generator
+        options = self.diffusion_options(request)
+        args = (request.get("seed_a"), request.get("seed_b"),
+                request.get("n", INTERPOLATION_IMAGES), request.get("label"))
+        try:
+            check_interpolation_count(args[2], cap)
+            z, labels = generator.interpolation_inputs(*args)
+            if self.diffusion:
+                return await self.run_blocking(lambda: generator.interpolate(*args, **options))
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+        feeds = {generator.z_name: z}
         if generator.label_name:
             feeds[generator.label_name] = labels
         return to_uint8((await self.run_feeds(feeds))["images"])
@@ -471,6 +540,9 @@ def openapi_spec(service) -> dict:
     if service.generator.num_classes:
         z_example["inputs"].append({"name": "label", "datatype": "INT32", "shape": [1],
                                     "data": [3]})
+    interpolate_example = {"seed_a": 1, "seed_b": 2, "n": 8}
+    if service.generator.num_classes:
+        interpolate_example["label"] = 3
     name = service.settings.model_name
 
     def get(summary, **extra):
@@ -502,6 +574,28 @@ def openapi_spec(service) -> dict:
                                for p in REQUEST_FIELDS],
                 "responses": {"200": {"description": "PNG",
                                       "content": {"image/png": {}}}, "4XX": error}}},
+            "/v1/interpolate": {"post": {
+                "summary": "n images along the slerp path between the latents of "
+                           "generate(1, seed=seed_a) and generate(1, seed=seed_b); the "
+                           "/v1/generate answer shapes",
+                "requestBody": json_body(interpolate_example,
+                                         "seed_a, seed_b, n (>= 2, default 8), label "
+                                         "(conditional models); diffusion: steps, "
+                                         "guidance_scale"),
+                "responses": {"200": {"description": "images, as /v1/generate"}, "4XX": error,
+                              "503": {"description": "queue full; Retry-After"}}}},
+            "/v1/interpolate.png": {"get": {
+                "summary": "the interpolation as a one-row PNG strip",
+                "parameters": [{"name": p, "in": "query", "schema": {"type": "string"}}
+                               for p in INTERPOLATE_FIELDS],
+                "responses": {"200": {"description": "PNG",
+                                      "content": {"image/png": {}}}, "4XX": error}}},
+            "/": get("the playground page (HTML)"),
+            "/static/{name}": {"get": {
+                "summary": "the playground's scripts and style sheet",
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": {"type": "string", "enum": list(STATIC_FILES)}}],
+                "responses": {"200": {"description": "the file"}, "404": error}}},
             "/v2": get("server metadata (Open Inference Protocol)"),
             "/v2/health/live": get("server live"),
             "/v2/health/ready": get("server ready"),
@@ -610,10 +704,23 @@ class HeaderLimit:
         return await self.app(scope, receive, send)
 
 
+def page_files(folder: Path = WEB_DIR) -> dict:
+    """{name: (bytes, media type)} of the page's allow-listed files, read once: a request
+    can name only these, so no path it sends ever reaches the file system."""
+    files = {}
+    for name in (PAGE, *STATIC_FILES):
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"the playground file {path} is missing (a broken install?)")
+        files[name] = (path.read_bytes(), MEDIA_TYPES[path.suffix])
+    return files
+
+
 def build_app(generator, settings: Settings | None = None) -> Starlette:
     """The ASGI app for one loaded generator (a runtime.Generator)."""
     settings = settings or Settings()
     service = GeneratorService(generator, settings)
+    files = page_files()
 
     async def body_of(request):
         return await read_body(request, settings.max_body_bytes, settings.body_timeout)
@@ -639,6 +746,33 @@ def build_app(generator, settings: Settings | None = None) -> Starlette:
         images = await service.generate(_parse_png_request(request.url.query),
                                         service.max_images_png)
         return Response(png_bytes(make_grid(images)), media_type="image/png")
+
+    async def v1_interpolate(request):
+        kind = _compact_kind(request)
+        body = _parse_json_request(await body_of(request), INTERPOLATE_FIELDS)
+        images = await service.interpolate(body, service.max_images_json if kind == "json"
+                                           else service.max_images_png)
+        return images_response(images, kind)
+
+    async def v1_interpolate_png(request):
+        images = await service.interpolate(_parse_interpolate_query(request.url.query),
+                                           service.max_images_png)
+        return Response(png_bytes(make_grid(images, columns=len(images))),
+                        media_type="image/png")
+
+    def file_response(name):
+        content, media_type = files[name]
+        return Response(content, media_type=media_type, headers=PAGE_HEADERS)
+
+    async def playground(request):
+        return file_response(PAGE)
+
+    async def static(request):
+        name = request.path_params["name"]
+        if name not in STATIC_FILES:
+            raise BadRequest(f"no file {short_repr(name)}; the page's files: "
+                             f"{list(STATIC_FILES)}", HTTPStatus.NOT_FOUND)
+        return file_response(name)
 
     async def v2_server(request):
         return JSONResponse({"name": "genzoo", "version": _version(),
@@ -676,10 +810,14 @@ def build_app(generator, settings: Settings | None = None) -> Starlette:
         return HTMLResponse(DOCS_PAGE)
 
     routes = [
+        Route("/", playground, methods=["GET"]),
+        Route("/static/{name}", static, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/v1/metadata", v1_metadata, methods=["GET"]),
         Route("/v1/generate", v1_generate, methods=["POST"]),
         Route("/v1/generate.png", v1_generate_png, methods=["GET"]),
+        Route("/v1/interpolate", v1_interpolate, methods=["POST"]),
+        Route("/v1/interpolate.png", v1_interpolate_png, methods=["GET"]),
         Route("/v2", v2_server, methods=["GET"]),
         Route("/v2/health/live", v2_live, methods=["GET"]),
         Route("/v2/health/ready", v2_ready, methods=["GET"]),
