@@ -26,6 +26,9 @@ STRATEGY_NAMES = ("auto", "cpu", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 JIT_CHOICES = ("auto", "on", "off")
 EXIT_BAD_INPUT = 2
+# what `zoo export` builds on an export-only run, by format (exporters' FROM_EXPORT)
+FROM_EXPORT_BUILDS = {"triton": "a model repository",
+                      "web": "a static page that runs it in the browser"}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -166,8 +169,9 @@ def _export_from_export(run, args) -> dict:
         raise CommandError(
             f"{run.path} holds no model.keras, which --formats {','.join(keras_only)} needs; "
             f"its export/ already ships {shipped} (`zoo sample` and `zoo serve` take them), "
-            f"and from those `zoo export {run.path} --formats "
-            f"{','.join(converters.FROM_EXPORT)}` builds a model repository and a web page"
+            "and from those " + ", ".join(
+                f"`zoo export {run.path} --formats {fmt}` builds {FROM_EXPORT_BUILDS.get(fmt, fmt)}"
+                for fmt in converters.FROM_EXPORT)
         )
     if args.quantize != "none":
         raise CommandError(
