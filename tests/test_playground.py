@@ -430,3 +430,28 @@ def test_generate_is_disabled_while_a_diffusion_model_samples(page, cddpm_server
     assert page.is_hidden("#error")
     assert canvas_rgb(page, "#grid").shape == (8 * 10 + 2, 8 * 10 + 2, 3)
     assert page.genzoo_errors == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_page_fits_a_phone_screen(page, cgan_server):
+    page.set_viewport_size({"width": 360, "height": 740})
+    open_page(page, cgan_server)
+    click_and_wait(page, "#generate")  # 16 images: 122 pixels wide
+    page.fill("#interp-steps", "12")  # 362 pixels: wider than the screen
+    click_and_wait(page, "#interpolate")
+    layout = page.evaluate("""() => ({
+        page: document.documentElement.scrollWidth,
+        grid: document.querySelector("#grid").getBoundingClientRect().right,
+        strip: document.querySelector("#strip").getBoundingClientRect().right,
+        gridPixels: document.querySelector("#grid").width,
+        shown: document.querySelector("#grid").getBoundingClientRect().width,
+        rendering: getComputedStyle(document.querySelector("#grid")).imageRendering,
+    })""")
+    assert layout["page"] <= 360, layout  # no sideways scrolling
+    assert layout["grid"] <= 360 and layout["strip"] <= 360, layout
+    assert layout["rendering"] == "pixelated"
+    # the grid is enlarged by a whole factor, as much as the screen allows
+    assert layout["shown"] >= 2 * layout["gridPixels"], layout
+    assert layout["shown"] % layout["gridPixels"] == 0, layout
+    assert page.genzoo_errors == []
