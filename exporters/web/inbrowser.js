@@ -114,7 +114,8 @@ class Page {
     const label = this.manifest.num_classes ? this.labelsFor(1)[0] : null;
     const labels = label === null ? null : Array(steps).fill(label);
     const ms = await this.show("strip", $("strip"), z, labels, steps, steps, { seed });
-    return `${steps} steps from seed ${seed} to ${(seed + 1) % UINT32} in ${ms.toFixed(1)} ms`;
+    const which = label === null ? "" : `, class ${label}`;
+    return `${steps} steps from seed ${seed} to ${(seed + 1) % UINT32}${which} in ${ms.toFixed(1)} ms`;
   }
 }
 
@@ -168,7 +169,8 @@ function describe(manifest) {
     for (let k = 0; k < manifest.num_classes; k++) $("label").add(new Option(`class ${k}`, String(k)));
     $("class-field").hidden = false;
   }
-  $("seed-note").textContent = `Seeds are this page's own (${manifest.latents.prng}): ${manifest.latents.note}.`;
+  const note = manifest.latents.note;
+  $("seed-note").textContent = `${note[0].toUpperCase()}${note.slice(1)} (PRNG: ${manifest.latents.prng}).`;
   $("recipe").textContent = `Latents: ${manifest.latents.recipe}. Pixels: ${manifest.uint8}.`;
   const info = manifest.artifacts[manifest.model];
   $("versions").textContent = `onnxruntime-web ${manifest.onnxruntime_web.version} (WebAssembly, ${ort.env.wasm.numThreads} thread); ${manifest.model} sha256 ${info.sha256.slice(0, 16)}...`;
