@@ -105,15 +105,18 @@ def test_summary_after_load_counts_the_real_weights(name, tmp_path):
 NON_DEFAULTS = {
     GAN: {
         "architecture": "mlp", "base_filters": 12, "upsampling": "resize", "embedding_dim": 7,
-        "seed": 5,
+        "ema_decay": 0.5, "augment": "cutout", "gan_loss": "hinge", "spectral_norm": True,
+        "r1_weight": 0.5, "seed": 5,
     },
     CGAN: {
         "architecture": "mlp", "base_filters": 12, "upsampling": "resize",
-        "conditioning": "embedding", "embedding_dim": 7, "seed": 5,
+        "conditioning": "embedding", "embedding_dim": 7, "ema_decay": 0.5, "augment": "cutout",
+        "gan_loss": "hinge", "spectral_norm": True, "r1_weight": 0.5, "seed": 5,
     },
     WGANGP: {
         "architecture": "mlp", "base_filters": 12, "upsampling": "resize", "n_critic": 3,
-        "gp_weight": 2.5, "embedding_dim": 7, "seed": 5,
+        "gp_weight": 2.5, "embedding_dim": 7, "ema_decay": 0.5, "augment": "cutout",
+        "spectral_norm": True, "r1_weight": 0.5, "seed": 5,
     },
     VAE: {
         "likelihood": "gaussian", "beta": 0.5, "gaussian_scale": 0.2, "base_filters": 12,

@@ -91,3 +91,34 @@ def gradient_penalty(critic_fn, real, fake, alpha, target: float = 1.0, epsilon:
     gradients = ops.cast(tape.gradient(total_score, x_hat), "float32")
     norm = ops.sqrt(_per_example_sum(ops.square(gradients)) + epsilon)
     return ops.square(norm - target)
+
+
+# ---- hinge loss (Lim & Ye 2017; Miyato et al. 2018) and the R1 penalty (Mescheder et al. 2018) --
+
+
+def hinge_generator_loss(fake_logits):
+    """-D(G(z)): as the Wasserstein generator loss, on the hinge discriminator's logits."""
+    return -fake_logits
+
+
+def hinge_discriminator_loss(real_logits, fake_logits):
+    """max(0, 1 - D(x)) + max(0, 1 + D(G(z))): no gradient once a logit is past its margin."""
+    return ops.relu(1.0 - real_logits) + ops.relu(1.0 + fake_logits)
+
+
+def r1_penalty(critic_fn, real):
+    """||grad_x D(x)||^2 per example, on the real images D sees (unweighted; the family
+    multiplies by gamma / 2). Same rules as `gradient_penalty`: D must treat examples
+    independently, and the result is differentiable in D's weights."""
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        total_score = ops.sum(critic_fn(real))
+    gradients = ops.cast(tape.gradient(total_score, real), "float32")
+    return _per_example_sum(ops.square(gradients))
+
+
+# name -> (generator loss, discriminator loss) of a logit-based GAN (zoo.gan's `gan_loss`).
+GAN_LOSSES = {
+    "nonsaturating": (nonsaturating_generator_loss, nonsaturating_discriminator_loss),
+    "hinge": (hinge_generator_loss, hinge_discriminator_loss),
+}

@@ -113,12 +113,19 @@ def _resize_block(h, filters, name, use_bias):
 UPSAMPLING_BLOCKS = {"transpose": _transpose_block, "resize": _resize_block}
 
 
+def _spectral(layer: layers.Layer, spectral_norm: bool) -> layers.Layer:
+    """`layer`, or Keras' SpectralNormalization of it: in training each call divides the kernel
+    by its largest singular value (one power iteration), keeping D about 1-Lipschitz."""
+    return layers.SpectralNormalization(layer, name=f"{layer.name}_sn") if spectral_norm else layer
+
+
 def dcgan_discriminator(
     image_shape,
     num_classes: int = 0,
     base_filters: int = 64,
     conditioning: str = "projection",
     embedding_dim: int = 50,
+    spectral_norm: bool = False,
     name: str = "discriminator",
 ) -> keras.Model:
     """DCGAN discriminator: image [, label] -> one logit per image.
@@ -126,6 +133,8 @@ def dcgan_discriminator(
     No batch statistics (so real and fake batches never mix) and no dropout (so a step is
     deterministic for a seed). Conditioning is `"projection"` (Miyato & Koyama 2018: logit +=
     <embed(label), features>) or `"embedding"` (label embedded as an extra image channel).
+    `spectral_norm` wraps the convolutions and the logit in SpectralNormalization (Miyato et
+    al. 2018).
     """
     if num_classes and conditioning not in CONDITIONINGS:
         raise ValueError(f"conditioning={conditioning!r} is not one of {sorted(CONDITIONINGS)}")
@@ -139,13 +148,14 @@ def dcgan_discriminator(
         if conditioning == "embedding":
             h = _label_as_channel(image, label, image_shape, num_classes, embedding_dim)
     for i in range(doublings):
-        h = layers.Conv2D(
+        h = _spectral(layers.Conv2D(
             base_filters * 2**i, 4, strides=2, padding="same", name=f"down{i}"
-        )(h)
+        ), spectral_norm)(h)
         h = layers.LeakyReLU(0.2, name=f"down{i}_lrelu")(h)
     features = layers.Flatten(name="features")(h)
-    logit = layers.Dense(1, name="logit")(features)
+    logit = _spectral(layers.Dense(1, name="logit"), spectral_norm)(features)
     if num_classes and conditioning == "projection":
+        # not spectral-normalized: Keras' wrapper casts its output to the input's dtype (int32)
         embedded = layers.Embedding(
             num_classes, features.shape[-1], name="label_projection"
         )(label)
@@ -199,9 +209,11 @@ def mlp_discriminator(
     num_classes: int = 0,
     hidden_units=(128, 128),
     embedding_dim: int = 50,
+    spectral_norm: bool = False,
     name: str = "discriminator",
 ) -> keras.Model:
-    """Fully connected discriminator: pixels -> 128 -> 128 -> logit."""
+    """Fully connected discriminator: pixels -> 128 -> 128 -> logit (`spectral_norm`: each
+    Dense in SpectralNormalization)."""
     image = keras.Input(shape=tuple(image_shape), name="image")
     inputs = [image]
     h = layers.Flatten(name="pixels")(image)
@@ -211,9 +223,9 @@ def mlp_discriminator(
         embedded = layers.Embedding(num_classes, embedding_dim, name="label_embedding")(label)
         h = layers.Concatenate(name="pixels_and_label")([h, embedded])
     for i, units in enumerate(hidden_units):
-        h = layers.Dense(units, name=f"hidden{i}")(h)
+        h = _spectral(layers.Dense(units, name=f"hidden{i}"), spectral_norm)(h)
         h = layers.LeakyReLU(0.2, name=f"hidden{i}_lrelu")(h)
-    logit = layers.Dense(1, name="logit")(h)
+    logit = _spectral(layers.Dense(1, name="logit"), spectral_norm)(h)
     logit = layers.Reshape((), name="score", dtype="float32")(logit)
     return keras.Model(_single_or_list(inputs), logit, name=name)
 
