@@ -455,3 +455,18 @@ def test_page_fits_a_phone_screen(page, cgan_server):
     assert layout["shown"] >= 2 * layout["gridPixels"], layout
     assert layout["shown"] % layout["gridPixels"] == 0, layout
     assert page.genzoo_errors == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_docs_page_runs_under_its_own_csp(page, cgan_server):
+    """/docs keeps its inline script and style, allowed by hash: the page renders every path
+    of openapi.json and the browser reports no CSP violation."""
+    response = page.goto(cgan_server.url + "/docs")
+    policy = response.headers["content-security-policy"]
+    assert "'sha256-" in policy and "unsafe-inline" not in policy and "http" not in policy
+    page.wait_for_selector("#paths h3")
+    paths = json.loads(call(cgan_server.server_address[:2], "GET", "/openapi.json")[2])["paths"]
+    assert page.locator("#paths h3").count() == sum(len(ops) for ops in paths.values())
+    assert page.evaluate("getComputedStyle(document.body).maxWidth") != "none"  # style applied
+    assert page.genzoo_errors == []
