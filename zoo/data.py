@@ -242,6 +242,80 @@ def load(
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
+def load_epochs(
+    name: str,
+    batch_size: int = 128,
+    seed: int = 0,
+    epochs: int = 1,
+    initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
+) -> tuple[tf.data.Dataset, int]:
+    """The train split for `fit(..., initial_epoch=, epochs=, steps_per_epoch=)`: (dataset, steps).
+
+    The batches of epochs initial_epoch .. epochs - 1 in a row, each epoch in an order that is a
+    pure function of (seed, epoch) (`shuffled_epochs`): a run resumed at epoch k sees epoch k's
+    order without replaying epochs 0 .. k - 1. Pass the returned steps to `fit` as
+    `steps_per_epoch` (which keeps one iterator across epochs). TFDS splits are read into
+    memory first (as `load`'s cache holds them).
+    """
+    images, labels = load_arrays(name, "train")
+    return shuffled_epochs(
+        images, labels, batch_size=batch_size, seed=seed, epochs=epochs,
+        initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+    )
+
+
+def shuffled_epochs(
+    images,
+    labels=None,
+    batch_size: int = 128,
+    seed: int = 0,
+    epochs: int = 1,
+    initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
+) -> tuple[tf.data.Dataset, int]:
+    """Batches of in-memory (images [, labels]) for epochs initial_epoch .. epochs - 1.
+
+    Epoch e takes the examples in the order `tf.random.experimental.stateless_shuffle(range(n),
+    seed=(seed, e))`, cut to `steps` full batches: stateless, so it depends on (seed, e) alone,
+    not on TensorFlow's global seed nor on how many epochs this process iterated before (what
+    `reshuffle_each_iteration` depends on). Returns (dataset, steps), steps =
+    min(steps_per_epoch, n // batch_size).
+    """
+    batch_size = check_batch_size(batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    size = len(images)
+    if size < batch_size:
+        raise ValueError(f"batch_size={batch_size} is larger than the {size} training examples")
+    steps = size // batch_size
+    if steps_per_epoch is not None:
+        steps = min(steps, int(steps_per_epoch))
+    arrays = (images,) if labels is None else (images, labels)
+    tensors = tuple(tf.constant(array) for array in arrays)
+    seed = tf.constant(int(seed), tf.int64)
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(size, dtype=tf.int64), seed=tf.stack([seed, epoch])
+        )
+        return tf.data.Dataset.from_tensor_slices(order[: steps * batch_size])
+
+    def gather(indices):
+        batch = tuple(tf.gather(tensor, indices) for tensor in tensors)
+        return batch if labels is not None else batch[0]
+
+    first, stop = int(initial_epoch), max(int(initial_epoch), int(epochs))
+    dataset = (
+        tf.data.Dataset.range(first, stop)
+        .flat_map(one_epoch)
+        .batch(batch_size, drop_remainder=True)  # each epoch holds whole batches only
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .apply(tf.data.experimental.assert_cardinality((stop - first) * steps))
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE), steps
+
+
 def check_batch_size(batch_size) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
         batch_size <= 0

@@ -17,10 +17,12 @@ storage every worker can read), and they check that they resume at the same epoc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import sys
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from exporters import compat
@@ -175,70 +178,168 @@ def _versions() -> dict:
     }
 
 
-class RunBackup(keras.callbacks.BackupAndRestore):
-    """Keras BackupAndRestore made safe for run folders and for several workers.
+@dataclasses.dataclass(frozen=True)
+class Backup:
+    """What a run's backup holds: the epochs done, the data seed, and the training state (or,
+    from runs written before the state file existed, only Keras weights)."""
 
-    - restores from `restore_dir` (default: `backup_dir`), on every worker the chief's backup, so
-      all resume from the same state; writes to `backup_dir` (a non-chief's own temporary one);
-    - writes atomically, weights and then the epoch, each by rename: a crash mid-write leaves a
-      whole backup (at worst the epoch it names is one behind the weights, and that epoch runs
-      again);
-    - with several workers, checks that all restored the same epoch (a worker that cannot read
-      the chief's backup would run other epochs and wait forever in a collective);
-    - trims `history_csv` to the epochs the backup holds, so epochs that run again are not
-      logged twice.
+    directory: Path
+    epoch: int
+    data_seed: int | None = None
+    state: dict | None = None  # "<group>/<index>" -> array, "<group>.paths" -> names
+    weights: Path | None = None  # a Keras weights file (older runs): not an exact resume
+
+
+def training_variables(model) -> dict[str, list]:
+    """Every variable training reads or changes, by owner: "model" (model.variables: trainable
+    and non-trainable weights of every network, EMA copies, SeedGenerator states) and each
+    optimizer role (iterations, moments, loss-scale state). Metrics are left out: fit resets
+    them at every epoch's start."""
+    roles = getattr(model, "optimizer_roles", {"optimizer": None})
+    groups = {"model": list(model.variables)}
+    for role in roles:
+        groups[role] = list(getattr(model, role).variables)
+    return groups
+
+
+def capture_state(model) -> dict:
+    """The values of `training_variables(model)` as numpy arrays, in order, with their paths."""
+    state = {}
+    for group, variables in training_variables(model).items():
+        state[f"{group}.paths"] = np.array([v.path for v in variables], dtype=str)
+        for index, variable in enumerate(variables):
+            state[f"{group}/{index:05d}"] = np.asarray(keras.ops.convert_to_numpy(variable))
+    return state
+
+
+def restore_state(model, state: dict, source) -> None:
+    """Assign `state` (from capture_state) to the model's variables; a ValueError naming the
+    first one that does not fit, before any is changed, when it is another model's state."""
+    groups = training_variables(model)
+    saved_groups = sorted(key[: -len(".paths")] for key in state if key.endswith(".paths"))
+    if saved_groups != sorted(groups):
+        raise ValueError(
+            f"{source} holds the state of {', '.join(saved_groups)} but this model trains "
+            f"{', '.join(sorted(groups))}: it is another model's backup"
+        )
+    pairs = []
+    for group, variables in groups.items():
+        paths = state[f"{group}.paths"]
+        if len(paths) != len(variables):
+            raise ValueError(
+                f"{source} holds {len(paths)} {group} variables but this model has "
+                f"{len(variables)}: it is another model's (or another version's) backup"
+            )
+        for index, (variable, path) in enumerate(zip(variables, paths)):
+            value = state[f"{group}/{index:05d}"]
+            if value.shape != tuple(variable.shape) or value.dtype != np.dtype(variable.dtype):
+                raise ValueError(
+                    f"{source}: {group} variable {index} ({path}) is {value.dtype}"
+                    f"{list(value.shape)} in the backup but {variable.path} is "
+                    f"{variable.dtype}{list(variable.shape)} in this model"
+                )
+            pairs.append((variable, value))
+    for variable, value in pairs:
+        variable.assign(value)
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """Keras BackupAndRestore made exact, and safe for run folders and for several workers.
+
+    - saves at each epoch's end, in one file, every variable training touches
+      (`training_variables`: all model variables including SeedGenerator states and EMA
+      copies, every optimizer's variables), the epochs done and the data seed; with
+      `load_epochs`' order a pure function of (seed, epoch), a run resumed from it ends bit for
+      bit where the uninterrupted run ends;
+    - restores `backup` (read by `read` before the data was built for its epoch), on every
+      worker the chief's, so all resume from the same state; writes to `backup_dir` (a
+      non-chief's own temporary one);
+    - writes atomically, the state (epoch included) and then the metadata, each by rename;
+    - with several workers, checks that all restored the same epoch and data seed (a worker
+      that cannot read the chief's backup would run other epochs and wait forever);
+    - goes after the callbacks that write an epoch's outputs (history.csv, grids), so that a
+      crash in between runs the epoch again instead of leaving its row out (train trims the
+      rows of epochs past the backup before fit).
 
     Like Keras' own, it needs every optimizer built before `fit`; GenerativeModel.compile does.
     """
 
-    WEIGHTS = "latest.weights.h5"
+    STATE = "latest.state.npz"
+    WEIGHTS = "latest.weights.h5"  # what backups written before STATE held (restored, inexactly)
     METADATA = "training_metadata.json"
 
-    def __init__(self, backup_dir, restore_dir=None, history_csv=None):
+    def __init__(self, backup_dir, backup=None, data_seed=None):
         super().__init__(str(backup_dir))
-        self.restore_dir = Path(restore_dir if restore_dir is not None else backup_dir)
-        self.history_csv = None if history_csv is None else Path(history_csv)
+        self.backup = backup
+        self.data_seed = data_seed
         self.restored_epoch = 0
+
+    @classmethod
+    def read(cls, directory) -> Backup | None:
+        """The backup in `directory`, or None when there is none."""
+        directory = Path(directory)
+        state_path = directory / cls.STATE
+        if state_path.exists():
+            with np.load(state_path, allow_pickle=False) as saved:
+                state = {key: saved[key] for key in saved.files}
+            seed = int(state.pop("data_seed"))
+            return Backup(directory, int(state.pop("epoch")), None if seed < 0 else seed, state)
+        weights, metadata = directory / cls.WEIGHTS, directory / cls.METADATA
+        if weights.exists() and metadata.exists():
+            return Backup(directory, int(json.loads(metadata.read_text())["epoch"]), None,
+                          weights=weights)
+        return None
 
     def on_train_begin(self, logs=None):
         self.restored_epoch = self._restore()
         self._check_workers_agree(self.restored_epoch)
-        if self.history_csv is not None:
-            trim_history(self.history_csv, self.restored_epoch)
 
     def _restore(self) -> int:
-        weights, metadata = self.restore_dir / self.WEIGHTS, self.restore_dir / self.METADATA
-        if not (weights.exists() and metadata.exists()):
+        backup = self.backup
+        if backup is None:
             return 0
-        self.model.load_weights(str(weights))
-        epoch = int(json.loads(metadata.read_text())["epoch"])
-        compat.set_initial_epoch(self.model, epoch)  # as Keras' BackupAndRestore: fit starts there
-        return epoch
+        if backup.state is not None:
+            restore_state(self.model, backup.state, backup.directory / self.STATE)
+        else:
+            self.model.load_weights(str(backup.weights))
+            print(
+                f"zoo: {backup.directory} predates exact resume: weights and optimizers "
+                "restored, random state and data order start afresh",
+                file=sys.stderr, flush=True,
+            )
+        compat.set_initial_epoch(self.model, backup.epoch)  # as BackupAndRestore: fit starts there
+        return backup.epoch
 
     def _check_workers_agree(self, epoch: int) -> None:
         strategy = self.model.distribute_strategy
         if not distribute.is_multi_worker(strategy):
             return
+        mine = [epoch, -1 if self.data_seed is None else self.data_seed]
         values = strategy.experimental_distribute_values_from_function(
-            lambda _: tf.constant([epoch], tf.int64)
+            lambda _: tf.constant([mine], tf.int64)
         )
-        epochs = sorted(set(strategy.gather(values, axis=0).numpy().tolist()))
-        if len(epochs) > 1:
+        seen = sorted({tuple(row) for row in strategy.gather(values, axis=0).numpy().tolist()})
+        if len(seen) > 1:
             raise ValueError(
-                f"workers restored different epochs {epochs} from {self.restore_dir}: every "
-                "worker must read the chief's backup; put --out on storage all workers share"
+                f"workers restored different (epoch, data seed) {seen} from "
+                f"{None if self.backup is None else self.backup.directory}: every worker must "
+                "read the chief's backup; put --out on storage all workers share"
             )
 
     def on_epoch_end(self, epoch, logs=None):
         # Replaces Keras' own (which calls its private _save_model) with an atomic write.
         directory = Path(self.backup_dir)
-        save_atomically(
-            directory / self.WEIGHTS, lambda p: self.model.save_weights(str(p), overwrite=True)
-        )
-        write_json_atomically(
-            directory / self.METADATA,
-            {"epoch": epoch + 1, "batch": 0},
-        )
+        state = capture_state(self.model)
+        state["epoch"] = np.int64(epoch + 1)
+        state["data_seed"] = np.int64(-1 if self.data_seed is None else self.data_seed)
+
+        def write(path):
+            with open(path, "wb") as handle:
+                np.savez(handle, **state)
+
+        save_atomically(directory / self.STATE, write)
+        (directory / self.WEIGHTS).unlink(missing_ok=True)  # an older run's, now superseded
+        write_json_atomically(directory / self.METADATA, {"epoch": epoch + 1, "batch": 0})
 
 
 def trim_history(path: Path, epochs: int) -> None:
@@ -337,11 +438,21 @@ def train(
                 f"model {model_name!r} does not take these arguments: {error}"
             ) from None
         model.compile(jit_compile=jit_compile)
-    data_seed = MULTI_WORKER_DATA_SEED if seed is None and multi_worker else seed
-    train_data = data.load(dataset, split="train", batch_size=batch_size, seed=data_seed)
+    # Every worker reads the chief's backup before building the data: the data starts at the
+    # epoch the backup holds, in that epoch's order (data.load_epochs), with the run's data seed.
+    backup = RunBackup.read(run.backup_dir)
+    start = backup.epoch if backup is not None else 0
+    data_seed = backup.data_seed if backup is not None else None
+    if data_seed is None:
+        data_seed = seed if seed is not None else (
+            MULTI_WORKER_DATA_SEED if multi_worker else secrets.randbelow(2**31)
+        )
+    # An empty range when all epochs are done: fit then trains nothing and the model is saved.
+    train_data, steps = data.load_epochs(
+        dataset, batch_size=batch_size, seed=data_seed, epochs=max(epochs, start + 1),
+        initial_epoch=start, steps_per_epoch=steps_per_epoch,
+    )
     model.check_data(train_data)
-    if steps_per_epoch is not None:
-        train_data = train_data.take(steps_per_epoch)
     train_data = distribute.shard(train_data)
     if verbose:
         kind, index = distribute.task()
@@ -352,7 +463,7 @@ def train(
             flush=True,
         )
     if resuming:
-        done = run.epochs_done()
+        done = start
         was = run.describe_status()
         if done >= epochs:
             print(f"zoo: {run}: all {epochs} epochs done ({was}); saving the model", flush=True)
@@ -368,6 +479,7 @@ def train(
         "replicas": tf_strategy.num_replicas_in_sync,
         "workers": max(1, distribute.cluster_workers()) if multi_worker else 1,
         "xla": {"enabled": model.jit_choice.enabled, "reason": model.jit_choice.reason},
+        "data_seed": data_seed,
     }
     # The chief writes the run folder; each other worker writes the same files into a temporary
     # folder of its own (saving runs on every worker), removed when it is done.
@@ -381,8 +493,8 @@ def train(
     try:
         with sigterm_as_interrupt(record_interrupt):
             _fit(
-                model, train_data, run, work, chief, resuming, {**settings, **details},
-                callbacks, fit_verbose,
+                model, (train_data, steps), run, work, chief, resuming, backup,
+                {**settings, **details}, callbacks, fit_verbose,
             )
     finally:
         if not chief:
@@ -396,12 +508,15 @@ def train(
     return run.path
 
 
-def _fit(model, train_data, run, work, chief, resuming, config, callbacks, verbose):
+def _fit(model, train_data, run, work, chief, resuming, backup, config, callbacks, verbose):
     """fit with the run folder's callbacks, then save model.keras; config.json on the chief.
 
-    `run` is the run folder, `work` where this process writes (the run folder on the chief).
+    `train_data` is (dataset, steps per epoch) from data.load_epochs; `run` is the run folder,
+    `work` where this process writes (the run folder on the chief); `backup` what every
+    worker restores (RunBackup.read of the chief's backup; None when the run starts).
     """
-    done_before = run.epochs_done() if resuming else 0
+    train_data, steps = train_data
+    done_before = backup.epoch if resuming else 0
     config = {
         **config,
         "family": model.family,
@@ -416,25 +531,25 @@ def _fit(model, train_data, run, work, chief, resuming, config, callbacks, verbo
     if resuming:
         config["resumed_from_epoch"] = done_before
     n = 64 if not model.num_classes else 10 * model.num_classes
+    # The backup last: an epoch counts as done once its row, logs and grid are written, so a
+    # crash in between runs it again rather than leaving its row out of history.csv.
     callbacks = [
         *callbacks,
-        RunBackup(
-            work.backup_dir,
-            restore_dir=run.backup_dir,
-            history_csv=work.history_path if resuming else None,
-        ),
         HistoryCSV(str(work.history_path), append=resuming),
         keras.callbacks.TensorBoard(str(work.logs_dir)),
         SampleGrid(work.grids_dir, n=n),
+        RunBackup(work.backup_dir, backup=backup, data_seed=config["data_seed"]),
     ]
     try:
         work.path.mkdir(parents=True, exist_ok=True)
         if chief:
             run.write_config(config)
+        if resuming:  # epochs past the backup run again: their rows go (before HistoryCSV opens)
+            trim_history(work.history_path, done_before)
         # shuffle=False: the dataset shuffles itself (Keras would warn that it ignores shuffle)
         history = model.fit(
-            train_data, epochs=config["epochs"], callbacks=callbacks, verbose=verbose,
-            shuffle=False,
+            train_data, epochs=config["epochs"], steps_per_epoch=steps, callbacks=callbacks,
+            verbose=verbose, shuffle=False,
         )
     except KeyboardInterrupt:
         if chief:
