@@ -12,6 +12,7 @@ once and scores; 15-25 minutes on 2 CPU cores). What it does, as a new user woul
   answers and is stopped at the end; the `curl` lines run against it (`-sS --fail-with-body`
   added, so an HTTP error fails the line; the port is 8000 as written unless something else on
   this machine holds it, then a free one in the serve line and the curl lines alike);
+- runs the RUN_AS_WRITTEN lines (fetching onnxruntime-web from npm into that fresh cache);
 - every other line must be in SKIP with the reason it cannot run here, so a new README line is
   either run or consciously listed;
 - checks that no `zoo` line prints TensorFlow's start-up or C++ log lines (E0000 cuInit, ...);
@@ -54,7 +55,11 @@ SKIP = {
     "tritonserver ": "Triton Inference Server is not installed here (the repository layout is "
     "checked against Triton's ModelConfig in tests/test_repositories.py)",
     "docker run ": "needs docker and the tensorflow/serving image from the network",
+    "python -m http.server": "serves until stopped: tests/test_web_export.py serves a web export "
+    "the same way and checks the page in headless Chromium",
 }
+# README lines run as written besides `zoo` and `curl` ones.
+RUN_AS_WRITTEN = ("bash tools/fetch_onnxruntime_web.sh",)
 # README placeholders in commands, and what they stand for in this walk.
 PLACEHOLDERS = {"RUN": "runs/cgan-mnist5k"}
 
@@ -106,7 +111,7 @@ def test_every_readme_shell_line_is_run_or_skipped_with_a_reason():
     commands = readme_commands(README.read_text())
     assert any(c.startswith("zoo train") for c in commands) and len(commands) > 10
     unknown = [c for c in commands
-               if not c.startswith(("zoo ", "curl ")) and skip_reason(c) is None]
+               if not c.startswith(("zoo ", "curl ", *RUN_AS_WRITTEN)) and skip_reason(c) is None]
     assert unknown == [], "README lines neither run by tests/test_readme.py nor in its SKIP"
     used = {start for start in SKIP
             if any(skip_reason(c) == SKIP[start] for c in commands)}
@@ -296,4 +301,7 @@ def test_readme_commands_run_on_a_fresh_checkout(tmp_path):
     health = next(r for c, r in outputs.items() if c.startswith("curl") and "/health" in c)
     assert json.loads(health.stdout)
     assert (home / "images.u8").stat().st_size == 4 * 28 * 28
+    web = json.loads((home / "web-cgan" / "web" / "manifest.json").read_text())
+    assert web["artifacts"]["generator.onnx"]["bytes"] > 0 and (home / "web-cgan" / "web" /
+                                                               "index.html").is_file()
     assert "Traceback" not in server_log
