@@ -184,6 +184,28 @@ def _export_from_export(run, args) -> dict:
     return {**report, "artifacts": {k: report["artifacts"][k] for k in report["added"]}}
 
 
+def _quantization_gate(args, run_path):
+    """The quality check of a quantized export (zoo.evaluate.quantization_gate), on the run's
+    data set unless --gate-dataset names one; None without --quantize or with --gate-samples 0."""
+    if args.quantize == "none":
+        return None
+    from zoo import evaluate
+
+    if args.gate_samples == 0:
+        return evaluate.unscored_quantization("--gate-samples 0")
+    dataset = args.gate_dataset
+    if dataset is None and run_path is not None:
+        from exporters.run_folder import RunFolder
+
+        dataset = (RunFolder(run_path).read_config() or {}).get("dataset")
+    if not dataset:
+        raise CommandError(
+            f"--quantize {args.quantize} scores quantized samples against float32 ones on a data "
+            f"set, and {args.source} names none: pass --gate-dataset NAME (or --gate-samples 0 to "
+            "skip the check)")
+    return evaluate.quantization_gate(dataset, n=args.gate_samples)
+
+
 def command_export(args) -> None:
     run = _export_only_run(args.source)
     if run is not None:
@@ -199,14 +221,17 @@ def command_export(args) -> None:
         )
         report = exporters.export(
             str(model_path), str(out), formats=args.formats, quantize=args.quantize,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, quality_check=_quantization_gate(args, run_path),
         )
     print(f"export: {out}")
     for name, entry in report["artifacts"].items():
         check = entry["verification"]
+        quality = entry.get("quality")
         print(
             f"  {name:28s} {entry['bytes'] / 1e6:8.2f} MB  max abs diff "
             f"{check['max_abs_diff']:.2e} (tolerance {check['tolerance']:g})"
+            + (f"  FID {quality['fid_ratio']:.2f}x float32's" if quality
+               and quality["fid_ratio"] is not None else "")
         )
     print(f"manifest: {report['manifest_path']}")
 
@@ -375,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="none")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing export (the old one stays until the new one verifies)")
+    p.add_argument("--gate-dataset",
+                   help="with --quantize: the data set whose classifier scores quantized samples "
+                   "against float32 ones (default: the run's data set)")
+    p.add_argument("--gate-samples", type=non_negative_int, default=2000,
+                   help="with --quantize: samples per artifact for that score (0: do not score; "
+                   "the manifest then says so)")
     p.set_defaults(handler=command_export)
 
     p = commands.add_parser("sample", help="write samples from an artifact or run as PNG or .npy")

@@ -665,6 +665,100 @@ def evaluate_model(
     return result
 
 
+# =========================================================================================
+# Quantized exports, gated on sample quality
+# =========================================================================================
+QUANTIZED_FID_MAX_RATIO = 1.2  # a quantized generator may score at most this x the float one
+GATE_SAMPLES = 2000
+
+
+class QualityGateError(ValueError):
+    """A quantized artifact's samples score too far below the float export's."""
+
+
+def float_reference(manifest: dict) -> str:
+    """The float32 generator artifact quantized ones are compared with: the ONNX file, else the
+    smallest-batch float32 TFLite file."""
+    candidates = [(entry.get("format") != "onnx", entry.get("batch") or 0, name)
+                  for name, entry in manifest["artifacts"].items()
+                  if entry.get("role") == "generator" and entry.get("format") in ("onnx", "tflite")
+                  and entry.get("quantization", "none") == "none"]
+    if not candidates:
+        raise QualityGateError(
+            "scoring a quantized export needs a float32 generator to compare with (onnx or "
+            f"tflite), and the export holds only {sorted(manifest['artifacts'])}")
+    return min(candidates)[2]
+
+
+def quantized_generators(manifest: dict) -> list[str]:
+    return sorted(name for name, entry in manifest["artifacts"].items()
+                  if entry.get("role") == "generator"
+                  and entry.get("quantization", "none") != "none")
+
+
+def unscored_quantization(reason: str):
+    """A `quality_check` that scores nothing and says why in each quantized artifact's entry."""
+    def check(folder: Path, manifest: dict) -> dict:
+        return {name: {"fid_ratio": None, "not_scored": reason}
+                for name in quantized_generators(manifest)}
+
+    return check
+
+
+def quantization_gate(dataset: str, n: int = GATE_SAMPLES, seed: int = 0,
+                      max_ratio: float = QUANTIZED_FID_MAX_RATIO, classifier=None, cache_dir=None):
+    """A `quality_check` for exporters.export: every quantized generator artifact samples `n`
+    images (the same latents and balanced labels as the float32 one), and its classifier-FID
+    against `dataset`'s test split is compared with the float32 artifact's. Writes fid,
+    float_fid and fid_ratio per artifact; a ratio above `max_ratio` stops the export.
+
+    Max abs diff alone passes an int8 generator that is close per pixel yet visibly worse;
+    the distance of the sample distribution is what a user sees."""
+    n = check_count(n)
+    if not max_ratio >= 1.0:
+        raise ValueError(f"max_ratio must be a number >= 1, got {max_ratio!r}")
+    info = data.info(dataset)
+
+    def check(folder: Path, manifest: dict) -> dict:
+        from exporters import runtime
+
+        quantized = quantized_generators(manifest)
+        if not quantized:
+            return {}
+        if tuple(manifest["image_shape"]) != tuple(info.image_shape):
+            raise ValueError(f"the export makes {tuple(manifest['image_shape'])} images and "
+                             f"{dataset} holds {tuple(info.image_shape)}: score it on its own data set")
+        reference = float_reference(manifest)
+        scorer = classifier or load_classifier(dataset, cache_dir)
+        real, _ = scorer.embed(data.load_arrays(dataset, "test")[0])
+        classes = manifest.get("num_classes") or 0
+        labels = np.arange(n) % classes if classes else None
+
+        def fid(name: str) -> float:
+            images = runtime.load(folder / name, max_images=n).generate_float(n, labels, seed)
+            return frechet_distance(real, scorer.embed(images)[0])
+
+        float_fid = fid(reference)
+        scores, worst = {}, None
+        for name in quantized:
+            value = fid(name)
+            ratio = value / max(float_fid, 1e-12)
+            scores[name] = {"fid": value, "float_fid": float_fid, "fid_ratio": ratio,
+                            "reference": reference, "dataset": dataset, "n": n, "seed": seed,
+                            "max_ratio": max_ratio}
+            if ratio > max_ratio and (worst is None or ratio > scores[worst]["fid_ratio"]):
+                worst = name
+        if worst is not None:
+            bad = scores[worst]
+            raise QualityGateError(
+                f"{worst}: classifier-FID {bad['fid']:.4f} is {bad['fid_ratio']:.2f}x the float32 "
+                f"{reference}'s {float_fid:.4f} on {n} samples of {dataset} (at most "
+                f"{max_ratio:g}x allowed); nothing was written")
+        return scores
+
+    return check
+
+
 class ExportedGenerator:
     """A run's exported generator with what eval and plot use of a zoo model: `family`,
     `latent_dim`, `num_classes`, `image_shape`, `sample(n, labels, seed, batch_size)` (float32

@@ -128,7 +128,7 @@ def _swap_in(staging: Path, out_dir: Path):
 
 def export(model_or_path, out_dir, formats=DEFAULT_FORMATS, quantize="none", *, overwrite=False,
            tflite_batch_sizes=DEFAULT_TFLITE_BATCH_SIZES, opset=None, optimize_onnx=True,
-           tolerances=None) -> dict:
+           tolerances=None, quality_check=None) -> dict:
     """Export a model's generator (and a VAE's encoder), verify every artifact, write manifest.json.
 
     model_or_path: a zoo model, a `.keras` file or a run folder holding `model.keras`.
@@ -143,6 +143,10 @@ def export(model_or_path, out_dir, formats=DEFAULT_FORMATS, quantize="none", *, 
     overwrite: replace a non-empty out_dir. The export is built in a staging folder and swapped
         in at the end, so a failed export leaves the previous one untouched.
     tolerances: {quantization: max abs diff} overrides for verify.TOLERANCES.
+    quality_check: optional `check(staging_folder, manifest) -> {artifact: scores}`, run on the
+        verified export before it is swapped in (zoo.evaluate.quantization_gate scores quantized
+        samples against the float ones); its scores go into each artifact's "quality", and an
+        exception from it stops the export with nothing written.
     Returns the manifest (plus "out_dir" and "manifest_path"); raises if any artifact fails.
     """
     formats = _choices(formats, FORMATS, "formats")
@@ -159,14 +163,14 @@ def export(model_or_path, out_dir, formats=DEFAULT_FORMATS, quantize="none", *, 
     staging = _prepare_out_dir(out_dir, overwrite)  # refuse before any heavy work
     try:
         return _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_sizes,
-                       opset, optimize_onnx, tolerances, ort_dir)
+                       opset, optimize_onnx, tolerances, ort_dir, quality_check)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
 def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_sizes, opset,
-            optimize_onnx, tolerances, ort_dir=None) -> dict:
+            optimize_onnx, tolerances, ort_dir=None, quality_check=None) -> dict:
     from exporters import manifest as manifest_lib
     from exporters.converters import saved_model, tflite, verify
 
@@ -224,6 +228,10 @@ def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_siz
          "float32_export": True, **options},
     )
     manifest_lib.write(staging, manifest)
+    if quality_check is not None:  # on the finished staging folder, before it replaces anything
+        for name, quality in quality_check(staging, manifest).items():
+            manifest["artifacts"][name]["quality"] = quality
+        manifest_lib.write(staging, manifest)
     _make_readable(staging)
     _swap_in(staging, out_dir)
     return {**manifest, "out_dir": str(out_dir),
