@@ -1,6 +1,7 @@
 """Two TensorFlow workers on 127.0.0.1 (MultiWorkerMirroredStrategy from TF_CONFIG, started by
 tools/launch_local_cluster.py): they train like one process, a run completes with only the chief
-writing the run folder, and a job whose worker is killed resumes from the backup.
+writing the run folder, and a job whose worker is killed resumes from the backup and ends bit for
+bit like the uninterrupted job.
 
 Every subprocess runs under a timeout and is killed in teardown. Run as a script, this file is
 the worker program of the parity test: `python tests/test_multi_worker.py step OUT_DIR`.
@@ -239,3 +240,19 @@ else:
         assert json.loads((run / "config.json").read_text())["status"] == "finished"
         assert not (run / "backup").exists()
         assert list(scratch.glob("zoo-*")) == []  # the restarted worker 1 cleared and removed it
+
+        # Exact: the same job uninterrupted ends with the same weights, optimizer states and
+        # losses, bit for bit (the kill may land within an epoch, which then runs again).
+        whole = tmp_path / "whole"
+        assert jobs(2, tiny_train(whole, epochs), env=env).wait() == 0
+        assert (run / "history.csv").read_text() == (whole / "history.csv").read_text()
+        for got, expected in zip(saved_state(run), saved_state(whole), strict=True):
+            np.testing.assert_array_equal(got[1], expected[1], err_msg=got[0])
+
+    def saved_state(run):
+        """model.keras's variables: every weight and each optimizer's (iterations, moments)."""
+        model = keras.models.load_model(run / "model.keras")
+        variables = list(model.weights)
+        for role in model.optimizer_roles:
+            variables += getattr(model, role).variables
+        return [(v.path, keras.ops.convert_to_numpy(v)) for v in variables]

@@ -27,6 +27,9 @@ FAMILIES = {  # tiny models on the 8x8 digits
     "cddpm": {"base_filters": 8, "channel_multipliers": [1, 2], "sampling_steps": 2,
               "label_dropout": 0.2},
 }
+# The GAN options that add state or randomness: the EMA generator, DiffAugment draws, R1.
+GAN_OPTIONS = {**FAMILIES["gan"], "ema_decay": 0.9, "augment": "color,translation,cutout",
+               "r1_weight": 1.0}
 EPOCHS = 3
 
 
@@ -110,10 +113,15 @@ def test_a_gan_killed_after_an_epoch_resumes_bit_for_bit(tmp_path):
     check_resume_is_exact("gan", tmp_path, KillAt(2))
 
 
-@pytest.mark.slow  # ~10-20 s each
+@pytest.mark.slow  # ~10 s each, cddpm ~50 s
 @pytest.mark.parametrize("family", ["cgan", "vae", "cddpm"])
 def test_every_family_killed_after_an_epoch_resumes_bit_for_bit(family, tmp_path):
     check_resume_is_exact(family, tmp_path, KillAt(1))
+
+
+@pytest.mark.slow  # ~10 s
+def test_a_gan_with_ema_and_augmentation_resumes_bit_for_bit(tmp_path):
+    check_resume_is_exact("gan", tmp_path, KillAt(2), model_kwargs=GAN_OPTIONS)
 
 
 def test_a_kill_within_an_epoch_resumes_from_its_start_bit_for_bit(tmp_path):

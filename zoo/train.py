@@ -50,6 +50,10 @@ FIELD_DEFAULTS = {"precision": "float32"}
 # Shuffle seed of multi-worker runs without a seed: every worker must shuffle alike, since each
 # keeps its own part of every global batch (distribute.shard).
 MULTI_WORKER_DATA_SEED = 0
+# What a collective raises when another worker dies mid-step (connection reset): the job
+# stops like an interrupt. A worker that is gone before a collective starts makes it wait
+# instead, until the launcher's SIGTERM (an interrupt too).
+LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError)
 # Keras layer arguments every family also accepts (they reach keras.Model through **kwargs).
 KERAS_MODEL_ARGUMENTS = ("name", "dtype", "trainable")
 
@@ -551,12 +555,15 @@ def _fit(model, train_data, run, work, chief, resuming, backup, config, callback
             train_data, epochs=config["epochs"], steps_per_epoch=steps, callbacks=callbacks,
             verbose=verbose, shuffle=False,
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, *LOST_WORKER_ERRORS) as error:
+        if not isinstance(error, KeyboardInterrupt) and config["workers"] < 2:
+            raise
         if chief:
             done = _mark_interrupted(run, config)
+            lost = "" if isinstance(error, KeyboardInterrupt) else "a worker was lost: "
             print(
-                f"zoo: {run} interrupted after {done} of {config['epochs']} epoch(s); run the "
-                "same command again to resume",
+                f"zoo: {run} {lost}interrupted after {done} of {config['epochs']} epoch(s); run "
+                "the same command again to resume",
                 file=sys.stderr, flush=True,
             )
         raise
