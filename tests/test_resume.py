@@ -148,6 +148,12 @@ def test_a_kill_right_after_the_backup_loses_no_history_row(tmp_path, monkeypatc
     assert_same_state(got, expected)
 
 
+@pytest.mark.slow  # ~10 s
+def test_mixed_float16_resumes_bit_for_bit_with_its_loss_scale(tmp_path):
+    """LossScaleOptimizer's dynamic scale and step counter are optimizer variables too."""
+    check_resume_is_exact("gan", tmp_path, KillAt(2), precision="mixed_float16")
+
+
 # ---- two replicas ----------------------------------------------------------------------------
 @pytest.mark.slow  # ~15-25 s each
 @pytest.mark.parametrize("family", ["gan", "cddpm"])

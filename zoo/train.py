@@ -4,7 +4,11 @@ The run folder's layout, config.json, status and atomic writes belong to
 `exporters.run_folder.RunFolder`. config.json's "status" is "running" while training,
 "interrupted" (with "epochs_done") after Ctrl-C or SIGTERM, and "finished" once the final
 model.keras is written: rerunning an unfinished run with the same settings resumes it (one line
-says from which epoch); a finished run is never overwritten. Without --out a run goes to
+says from which epoch; other settings are an error naming each value and the run's); a finished
+run is never overwritten. Resuming is exact: the backup (RunBackup, written at each epoch's end)
+holds every variable training touches and the data order is a pure function of (seed, epoch)
+(data.load_epochs), so a run resumed at an epoch boundary ends bit for bit like an uninterrupted
+one. A run stopped within an epoch resumes from the start of that epoch, which runs again. Without --out a run goes to
 runs/MODEL-DATASET, or runs/MODEL-DATASET-2, -3, ... when that folder holds another run.
 
 Several workers (`--strategy multi_worker`, TF_CONFIG set by the cluster or by
