@@ -14,6 +14,8 @@ styles ws, [n, num_ws, w_dim] -> images). Its controls act on w between the two:
   style, found by `pca_directions`). An amount of 0 changes nothing.
 
 The order is fixed: truncate each w, mix, then edit, on every layer.
+The model-side names (mapping, synthesis, w_avg, num_ws, directions, export roles, the
+manifest's "style") are in docs/stylegan_contract.md (CONTRACT_PLACEHOLDER in task prompts).
 """
 
 from __future__ import annotations
