@@ -148,6 +148,38 @@ def test_a_kill_right_after_the_backup_loses_no_history_row(tmp_path, monkeypatc
     assert_same_state(got, expected)
 
 
+class KillAtTheEnd(keras.callbacks.Callback):
+    def on_train_end(self, logs=None):  # before the backup is removed and model.keras written
+        raise Killed("killed after the last epoch")
+
+
+def test_a_run_killed_after_its_last_epoch_saves_that_state_when_rerun(tmp_path):
+    """The backup holds all epochs: the rerun trains nothing and saves the backed-up state."""
+    check_resume_is_exact("gan", tmp_path, KillAtTheEnd())
+
+
+def test_a_backup_from_before_exact_resume_still_resumes(tmp_path, monkeypatch, capfd):
+    """Older runs' backups hold Keras weights (latest.weights.h5) and the epoch only."""
+
+    def old_backup(self, epoch, logs=None):
+        backup = tmp_path / "run" / "backup"
+        backup.mkdir(exist_ok=True)
+        self.model.save_weights(str(backup / self.WEIGHTS))
+        (backup / self.METADATA).write_text(json.dumps({"epoch": epoch + 1}))
+
+    monkeypatch.setattr(zoo_train.RunBackup, "on_epoch_end", old_backup)
+    with pytest.raises(Killed):
+        zoo_train.train("gan", **settings("gan", tmp_path / "run"), callbacks=[KillAt(2)])
+    monkeypatch.undo()
+    epochs_run = []
+    recorder = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: epochs_run.append(e))
+    zoo_train.train("gan", **settings("gan", tmp_path / "run"), callbacks=[recorder])
+    assert epochs_run == [2]
+    assert "predates exact resume: weights and optimizers restored" in capfd.readouterr().err
+    rows = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+
+
 @pytest.mark.slow  # ~10 s
 def test_mixed_float16_resumes_bit_for_bit_with_its_loss_scale(tmp_path):
     """LossScaleOptimizer's dynamic scale and step counter are optimizer variables too."""
