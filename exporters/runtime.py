@@ -7,7 +7,9 @@ manifest describes (sha256, size, input names and shapes), and returns a `Genera
 gives the same images) and returns uint8 NHWC images. A diffusion denoiser's artifact loads as a
 `DiffusionGenerator`, which runs the sampling loop (DDIM or DDPM, `steps`, `eta`,
 `guidance_scale`) here in numpy with the schedule from the manifest, through
-`exporters.diffusion_pipeline`: the one sampling loop `model.sample` runs too.
+`exporters.diffusion_pipeline`: the one sampling loop `model.sample` runs too. A style-based
+GAN's export loads as a `StyleGenerator` on its mapping and synthesis artifacts, which applies
+truncation, style mixing and edits (`exporters.style_controls`) on w between the two.
 
 ONNX Runtime settings, and why: each session runs with one intra-op thread, and a large batch
 is split into chunks (4 per core, at least 16 images) that a thread per core runs concurrently
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters import manifest as manifest_lib
+from exporters import style_controls as sc
 from exporters.diffusion_samplers import SAMPLERS
 from exporters.images import to_uint8
 from exporters.sampling import (
@@ -39,6 +42,7 @@ from exporters.sampling import (
     check_seed,
     interpolation_latents,
     latents,
+    short_repr,
 )
 
 MIN_CHUNK = 16
@@ -205,8 +209,11 @@ class Generator:
             "max_images": self.max_images,
         }
 
-    def generate_float(self, n, labels=None, seed=None, batch_size=None) -> np.ndarray:
-        """float32 images in [-1, 1] (what the network outputs)."""
+    def generate_float(self, n, labels=None, seed=None, batch_size=None, *, truncation=1.0,
+                       mix=None, edits=None) -> np.ndarray:
+        """float32 images in [-1, 1] (what the network outputs). The style controls are a
+        StyleGenerator's: here anything but their defaults is a ValueError saying so."""
+        no_style_controls(self.family, truncation, mix, edits)
         n = check_count(n, self.max_images)
         labels = check_labels(labels, n, self.num_classes)
         seed = check_seed(seed)
@@ -228,9 +235,11 @@ class Generator:
             outputs.append(self.backend.run(feeds)["images"])
         return np.concatenate(outputs).astype(np.float32)
 
-    def generate(self, n, labels=None, seed=None, batch_size=None) -> np.ndarray:
+    def generate(self, n, labels=None, seed=None, batch_size=None, *, truncation=1.0, mix=None,
+                 edits=None) -> np.ndarray:
         """uint8 NHWC images; the same seed (and labels) gives the images `model.sample` gives."""
-        return to_uint8(self.generate_float(n, labels, seed, batch_size))
+        return to_uint8(self.generate_float(n, labels, seed, batch_size, truncation=truncation,
+                                            mix=mix, edits=edits))
 
     def interpolation_inputs(self, seed_a, seed_b, n, label=None):
         """(z, labels) of an n-image path: z slerps from the latent generate(1, seed=seed_a)
@@ -240,9 +249,11 @@ class Generator:
         z = interpolation_latents(seed_a, seed_b, n, self.latent_dim)
         return z, None if label is None else np.full(n, label, np.int32)
 
-    def interpolate_float(self, seed_a, seed_b, n, label=None, batch_size=None) -> np.ndarray:
+    def interpolate_float(self, seed_a, seed_b, n, label=None, batch_size=None, *,
+                          truncation=1.0, mix=None, edits=None) -> np.ndarray:
         """float32 images in [-1, 1] along the path; the ends are generate(1, seed=seed_a)
         and generate(1, seed=seed_b) (with that label)."""
+        no_style_controls(self.family, truncation, mix, edits)
         z, labels = self.interpolation_inputs(seed_a, seed_b, n, label)
         if batch_size is not None:
             batch_size = check_count(batch_size, self.max_images, "batch_size")
@@ -344,25 +355,31 @@ class DiffusionGenerator(Generator):
         return self.pipeline.generate(self.run_denoiser, z, labels, batch_size=batch_size)
 
     def generate_float(self, n, labels=None, seed=None, batch_size=None, steps=None, eta=None,
-                       guidance_scale=None, sampler=None) -> np.ndarray:
+                       guidance_scale=None, sampler=None, *, truncation=1.0, mix=None,
+                       edits=None) -> np.ndarray:
         """float32 images in [-1, 1]; the same arguments give model.sample's images."""
+        no_style_controls(self.family, truncation, mix, edits)
         return self.pipeline.sample(
             self.run_denoiser, n, labels, seed, batch_size=batch_size, steps=steps, eta=eta,
             guidance_scale=guidance_scale, sampler=sampler, max_images=self.max_images,
         )
 
     def generate(self, n, labels=None, seed=None, batch_size=None, steps=None, eta=None,
-                 guidance_scale=None, sampler=None) -> np.ndarray:
+                 guidance_scale=None, sampler=None, *, truncation=1.0, mix=None,
+                 edits=None) -> np.ndarray:
         """uint8 NHWC images (see generate_float)."""
         return to_uint8(self.generate_float(
-            n, labels, seed, batch_size, steps, eta, guidance_scale, sampler
+            n, labels, seed, batch_size, steps, eta, guidance_scale, sampler,
+            truncation=truncation, mix=mix, edits=edits,
         ))
 
     def interpolate_float(self, seed_a, seed_b, n, label=None, batch_size=None, steps=None,
-                          eta=None, guidance_scale=None, sampler=None) -> np.ndarray:
+                          eta=None, guidance_scale=None, sampler=None, *, truncation=1.0,
+                          mix=None, edits=None) -> np.ndarray:
         """The path in x_T, sampled with a deterministic sampler (DDIM, eta 0): the image is
         then a function of x_T alone, so the ends equal generate(1, seed=seed_a / seed_b). A
         stochastic sampler draws fresh noise per image and step, which no path can follow."""
+        no_style_controls(self.family, truncation, mix, edits)
         walk = self.make_sampler(steps, eta, sampler)
         if walk.stochastic:
             raise ValueError(
@@ -376,6 +393,142 @@ class DiffusionGenerator(Generator):
             self.run_denoiser, z, labels, batch_size=batch_size, steps=steps, eta=eta,
             guidance_scale=guidance_scale, sampler=sampler,
         )
+
+
+def no_style_controls(family, truncation=1.0, mix=None, edits=None):
+    """A model without per-layer styles takes only the controls' defaults; anything else is the
+    contract's clear ValueError (docs/stylegan_contract.md), never a silent no-op."""
+    sc.check_mix(mix, None)
+    why = ("this is its generator artifact alone (loaded with styles=False)"
+           if family == "stylegan" else f"this {family} model has no styles")
+    if isinstance(truncation, bool) or truncation != 1.0:
+        raise ValueError(f"truncation={short_repr(truncation)} needs a style-based generator "
+                         f"(stylegan); {why}")
+    if edits not in (None, {}, ""):
+        raise ValueError(f"edits={short_repr(edits)} need a style-based generator (stylegan); "
+                         f"{why}")
+
+
+class StyleBackend:
+    """mapping then synthesis with no controls (psi 1): what the `generator` artifact computes,
+    as one backend (z [, label] -> images) for callers that run feeds."""
+
+    def __init__(self, mapping, synthesis, num_ws: int):
+        self.mapping, self.synthesis, self.num_ws = mapping, synthesis, num_ws
+        self.format = synthesis.format
+        self.inputs, self.outputs, self.batch = mapping.inputs, synthesis.outputs, None
+        self.ws_name = synthesis.inputs[0]["name"]
+
+    def run(self, feeds: dict) -> dict:
+        w = self.mapping.run(feeds)["w"]
+        return self.synthesis.run({self.ws_name: np.repeat(w[:, None, :], self.num_ws, axis=1)})
+
+
+class StyleGenerator(Generator):
+    """A style-based GAN's export (mapping + synthesis artifacts and the manifest's "style"):
+    `generate(n, labels, seed, batch_size, *, truncation, mix, edits)` draws z as every family
+    does, maps it to w, applies the controls with exporters.style_controls (the code Keras'
+    model.sample runs) and synthesizes; default controls give the `generator` artifact's images."""
+
+    def __init__(self, mapping, synthesis, manifest: dict, entries: dict, path: Path,
+                 max_images: int = MAX_IMAGES):
+        style = manifest["style"]
+        try:
+            self.w_dim, self.num_ws = int(style["w_dim"]), int(style["num_ws"])
+            self.w_avg = np.asarray(style["w_avg"], np.float32).reshape(self.w_dim)
+            self.directions = dict(style.get("directions") or {})
+        except (KeyError, TypeError, ValueError) as error:
+            raise ArtifactError(f"{path.parent}'s manifest has a bad 'style': {error!r}") \
+                from None
+        self.entries = entries
+        self.mapping_backend, self.synthesis_backend = mapping, synthesis
+        # the composite's interface: the mapping's inputs, the synthesis' images
+        entry = {**entries["synthesis"], "role": "generator",
+                 "inputs": entries["mapping"]["inputs"], "outputs": entries["synthesis"]["outputs"]}
+        super().__init__(StyleBackend(mapping, synthesis, self.num_ws), manifest, entry, path,
+                         max_images)
+        self.ws_name = self.backend.ws_name
+
+    def metadata(self) -> dict:
+        return {
+            **super().metadata(),
+            "artifact": f"{self.entries['mapping']['file']} + {self.entries['synthesis']['file']}",
+            "style": {
+                "num_ws": self.num_ws, "w_dim": self.w_dim,
+                "truncation_default": self.manifest["style"].get("truncation_default", 1.0),
+                "directions": {name: float(d.get("explained_variance", 0.0))
+                               for name, d in self.directions.items()},
+                "mapping": self.entries["mapping"]["file"],
+                "synthesis": self.entries["synthesis"]["file"],
+            },
+        }
+
+    def check_controls(self, truncation=1.0, mix=None, edits=None):
+        """(psi, (seed_b, from_layer) or None, {direction: amount}), checked."""
+        return (sc.check_truncation(truncation), sc.check_mix(mix, self.num_ws),
+                sc.check_edits(edits, self.directions))
+
+    def map(self, z, labels=None) -> np.ndarray:
+        """w [n, w_dim] of latents z (and labels) through the exported mapping network."""
+        feeds = {self.z_name: np.asarray(z, np.float32)}
+        if self.label_name:
+            feeds[self.label_name] = np.asarray(labels, np.int32)
+        return self.mapping_backend.run(feeds)["w"].astype(np.float32, copy=False)
+
+    def style_inputs(self, z, labels=None, *, truncation=1.0, mix=None, edits=None,
+                     mix_z=None):
+        """ws [n, num_ws, w_dim] for latents z with the controls (the contract's order): mix
+        takes seed_b's latents, latents(n, latent_dim, seed_b) unless mix_z gives them, with
+        the same labels."""
+        psi, mix, edits = self.check_controls(truncation, mix, edits)
+        z = np.asarray(z, np.float32)
+        if mix is not None and mix_z is None:
+            mix_z = latents(len(z), self.latent_dim, mix[0])
+        mix_w = None if mix is None else self.map(mix_z, labels)
+        return sc.style_inputs(self.map(z, labels), self.num_ws, self.w_avg, psi, mix_w,
+                               None if mix is None else mix[1], edits, self.directions)
+
+    def synthesize(self, ws, batch_size=None) -> np.ndarray:
+        """float32 images in [-1, 1] from per-layer styles ws, in calls of at most batch_size."""
+        ws = np.asarray(ws, np.float32)
+        step = batch_size or max(len(ws), 1)
+        return np.concatenate([
+            self.synthesis_backend.run({self.ws_name: ws[start : start + step]})["images"]
+            for start in range(0, len(ws), step)
+        ]).astype(np.float32)
+
+    def from_latents(self, z, labels=None, batch_size=None, *, truncation=1.0, mix=None,
+                     edits=None, mix_z=None) -> np.ndarray:
+        """float32 images from latents z (and int labels) with the controls."""
+        ws = self.style_inputs(z, labels, truncation=truncation, mix=mix, edits=edits,
+                               mix_z=mix_z)
+        return self.synthesize(ws, batch_size)
+
+    def generate_float(self, n, labels=None, seed=None, batch_size=None, *, truncation=1.0,
+                       mix=None, edits=None) -> np.ndarray:
+        """float32 images in [-1, 1]; the same seed, labels and controls give model.sample's."""
+        self.check_controls(truncation, mix, edits)
+        n = check_count(n, self.max_images)
+        labels = check_labels(labels, n, self.num_classes)
+        seed = check_seed(seed)
+        if batch_size is not None:
+            batch_size = check_count(batch_size, self.max_images, "batch_size")
+        return self.from_latents(latents(n, self.latent_dim, seed), labels, batch_size,
+                                 truncation=truncation, mix=mix, edits=edits)
+
+    def interpolate_float(self, seed_a, seed_b, n, label=None, batch_size=None, *,
+                          truncation=1.0, mix=None, edits=None) -> np.ndarray:
+        """The slerp path in z, each image with the controls; a mix takes seed_b's first
+        latent for every image (as generate(1) does), so the ends are generate(1, seed=seed_a /
+        seed_b) with the same controls."""
+        _, checked_mix, _ = self.check_controls(truncation, mix, edits)
+        z, labels = self.interpolation_inputs(seed_a, seed_b, n, label)
+        if batch_size is not None:
+            batch_size = check_count(batch_size, self.max_images, "batch_size")
+        mix_z = None if checked_mix is None else np.repeat(
+            latents(1, self.latent_dim, checked_mix[0]), len(z), axis=0)
+        return self.from_latents(z, labels, batch_size, truncation=truncation, mix=mix,
+                                 edits=edits, mix_z=mix_z)
 
 
 class Encoder:
@@ -464,8 +617,50 @@ def check_interface(backend, entry: dict, path: Path):
             )
 
 
-def load(path, max_images: int = MAX_IMAGES, threads: int | None = None, verify_hash=True):
-    """A Generator (or Encoder) for an .onnx/.tflite file, an export folder or a run folder."""
+STYLE_ROLES = ("mapping", "synthesis")
+
+
+def style_entries(manifest: dict, entry: dict) -> dict:
+    """{"mapping": entry, "synthesis": entry} to run beside the generator `entry`: the same
+    format (and quantization for synthesis; the mapping is float32), preferring the same file
+    tag (generator-b1.tflite -> synthesis-b1.tflite), else the float32 ONNX ones."""
+    fmt, quantization = entry.get("format"), entry.get("quantization", "none")
+    name = str(entry.get("file", ""))
+    tag = name[len("generator"):] if name.startswith("generator") else None
+    found = {}
+    for role in STYLE_ROLES:
+        wanted_q = quantization if role == "synthesis" else "none"
+        candidates = [e for e in manifest["artifacts"].values() if e.get("role") == role]
+        ranked = ([e for e in candidates if e.get("file") == f"{role}{tag}"]
+                  + [e for e in candidates if e.get("format") == fmt
+                     and e.get("quantization", "none") == wanted_q]
+                  + [e for e in candidates if e.get("format") == "onnx"
+                     and e.get("quantization", "none") == "none"])
+        if not ranked:
+            raise ArtifactError(
+                f"{manifest['family']} export lists no {role} artifact in "
+                f"{', '.join(PREFERRED_FORMATS)} (it lists {sorted(manifest['artifacts'])}); "
+                "export again with onnx or tflite, or load(..., styles=False) for the "
+                "generator alone (no controls)")
+        found[role] = ranked[0]
+    return found
+
+
+def _load_backend(folder: Path, entry: dict, threads, verify_hash):
+    path = folder / entry["file"]
+    if verify_hash:
+        check_matches(path, entry)
+    backend = BACKENDS[path.suffix](path, threads=threads)
+    check_interface(backend, entry, path)
+    return backend
+
+
+def load(path, max_images: int = MAX_IMAGES, threads: int | None = None, verify_hash=True,
+         styles: bool = True):
+    """A Generator (or Encoder) for an .onnx/.tflite file, an export folder or a run folder.
+
+    A style-based GAN's export (manifest "style") gives a StyleGenerator on its mapping and
+    synthesis artifacts (see style_entries); styles=False: the generator artifact alone."""
     path = resolve(path)
     backend_class = BACKENDS.get(path.suffix)
     if backend_class is None:
@@ -483,6 +678,12 @@ def load(path, max_images: int = MAX_IMAGES, threads: int | None = None, verify_
     if role is None:
         raise ArtifactError(f"{path.name} has role {entry.get('role')!r}; known: {sorted(ROLES)}")
     if role is Generator:
+        if styles and manifest.get("style") is not None:
+            entries = style_entries(manifest, entry)
+            mapping, synthesis = (_load_backend(path.parent, entries[r], threads, verify_hash)
+                                  for r in STYLE_ROLES)
+            # path stays the generator artifact asked for: load(g.path) gives this again
+            return StyleGenerator(mapping, synthesis, manifest, entries, path, max_images)
         if manifest.get("generator_output", "image") != "image" and manifest.get("schedule"):
             return DiffusionGenerator(backend, manifest, entry, path, max_images)
         return Generator(backend, manifest, entry, path, max_images)

@@ -29,6 +29,14 @@ artifact's own tensors (`z` FP32 [n, latent_dim], `label` INT32 [n] -> `images` 
 
 plus GET /openapi.json and GET /docs (a page rendered here from it, nothing fetched online).
 
+A style-based GAN's export (exporters.runtime.StyleGenerator) takes its controls on /v1 and v2:
+"truncation" (psi in [0, 1]), "mix" ({"seed_b": int, "from_layer": int}, or "SEED:LAYER" in a
+query string or v2 parameter) and "edits" ({direction: amount}, or "pc0=2,pc1=-1"); GET
+/v1/metadata then holds its "style" block (num_ws, w_dim, directions with their explained
+variance). Any other model answers 400 naming the control. Requests with controls are still
+batched: the mapping network and the controls run per request, the synthesis network's rows
+are merged.
+
 A diffusion artifact also takes "steps" and "guidance_scale" on /v1 (JSON fields or query
 parameters; default: the manifest's; an interpolation walks x_T, with a deterministic sampler)
 and on /v2 its sampler settings (steps, eta, guidance_scale, sampler, seed) as request
@@ -103,8 +111,10 @@ MAX_IMAGES_V2 = 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 DRAIN_FACTOR = 4  # an oversized body is read and dropped up to this many times the limit
-REQUEST_FIELDS = ("n", "labels", "seed", "steps", "guidance_scale")
-INTERPOLATE_FIELDS = ("seed_a", "seed_b", "n", "label", "steps", "guidance_scale")
+STYLE_FIELDS = ("truncation", "mix", "edits")  # a StyleGenerator's controls (/v1 and v2)
+REQUEST_FIELDS = ("n", "labels", "seed", "steps", "guidance_scale", *STYLE_FIELDS)
+INTERPOLATE_FIELDS = ("seed_a", "seed_b", "n", "label", "steps", "guidance_scale",
+                      *STYLE_FIELDS)
 INTERPOLATION_IMAGES = 8  # /v1/interpolate's default n
 DIFFUSION_FIELDS = ("steps", "guidance_scale")
 V2_DIFFUSION_PARAMETERS = ("steps", "eta", "guidance_scale", "sampler", "seed")
@@ -237,6 +247,18 @@ def _parse_png_request(query_string: str) -> dict:
         request["steps"] = _query_int(query, "steps")
     if query.get("guidance_scale"):
         request["guidance_scale"] = _query_float(query, "guidance_scale")
+    return {**request, **_style_query(query)}
+
+
+def _style_query(query) -> dict:
+    """truncation=0.5, mix=SEED:LAYER, edits=pc0=2,pc1=-1 from a query string (the strings
+    are checked by exporters.style_controls with the model's num_ws and directions)."""
+    request = {}
+    if query.get("truncation"):
+        request["truncation"] = _query_float(query, "truncation")
+    for name in ("mix", "edits"):
+        if query.get(name):
+            request[name] = query[name][-1]
     return request
 
 
@@ -249,7 +271,7 @@ def _parse_interpolate_query(query_string: str) -> dict:
                if name in query}
     if "guidance_scale" in query:
         request["guidance_scale"] = _query_float(query, "guidance_scale")
-    return request
+    return {**request, **_style_query(query)}
 
 
 def _compact_kind(request: Request) -> str:
@@ -354,11 +376,14 @@ class GeneratorService:
         self.generator = generator
         self.settings = settings
         self.diffusion = isinstance(generator, runtime.DiffusionGenerator)
+        self.style = isinstance(generator, runtime.StyleGenerator)
         self.max_images_png = min(settings.max_images_png, generator.max_images)
         self.max_images_json = min(settings.max_images_json, generator.max_images)
         self.max_images_v2 = min(settings.max_images_v2, generator.max_images)
+        # a style-based generator's batches are of its synthesis network (ws -> images): each
+        # request's mapping and controls run before it joins a batch
         self.batcher = DynamicBatcher(
-            generator.backend.run, max_batch=settings.max_batch, max_delay=settings.max_delay,
+            generator.synthesis_backend.run if self.style else generator.backend.run, max_batch=settings.max_batch, max_delay=settings.max_delay,
             max_queue=settings.max_queue, max_inflight=settings.batch_inflight,
         )
         # diffusion requests (a whole sampling loop each) run here, a bounded number at a time
@@ -404,10 +429,30 @@ class GeneratorService:
             )
         return options
 
+    def style_controls(self, request: dict) -> dict:
+        """The request's style controls, checked (400 naming the value; any control on a model
+        without styles is one)."""
+        controls = {k: request[k] for k in STYLE_FIELDS if request.get(k) is not None}
+        try:
+            if self.style:
+                self.generator.check_controls(**controls)
+            else:
+                runtime.no_style_controls(self.generator.family, **controls)
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+        return controls
+
+    async def run_styles(self, z, labels, controls, mix_z=None) -> np.ndarray:
+        """uint8 images of a style-based generator: mapping + controls here, the synthesis
+        rows through the batcher."""
+        ws = self.generator.style_inputs(z, labels, mix_z=mix_z, **controls)
+        return (await self.run_feeds({self.generator.ws_name: ws}))["images"]
+
     async def generate(self, request: dict, cap: int) -> np.ndarray:
         """uint8 images for a /v1 request (checked as the runtime checks them)."""
         generator = self.generator
         options = self.diffusion_options(request)
+        controls = self.style_controls(request)
         try:
             n = check_count(request.get("n", 1), cap)  # before expand_labels builds n labels
             labels = check_labels(expand_labels(request.get("labels"), n), n,
@@ -421,6 +466,8 @@ class GeneratorService:
             feeds = {generator.z_name: latents(n, generator.latent_dim, seed)}
         except ValueError as error:  # the runtime's input checks: the client's mistake
             raise BadRequest(str(error)) from None
+        if self.style:
+            return to_uint8(await self.run_styles(feeds[generator.z_name], labels, controls))
         if generator.label_name:
             feeds[generator.label_name] = labels
         return to_uint8((await self.run_feeds(feeds))["images"])
@@ -430,6 +477,7 @@ class GeneratorService:
         batcher (an image generator) or the bounded pool (diffusion)."""
         generator = self.generator
         options = self.diffusion_options(request)
+        controls = self.style_controls(request)
         args = (request.get("seed_a"), request.get("seed_b"),
                 request.get("n", INTERPOLATION_IMAGES), request.get("label"))
         try:
@@ -439,6 +487,11 @@ class GeneratorService:
                 return await self.run_blocking(lambda: generator.interpolate(*args, **options))
         except ValueError as error:
             raise BadRequest(str(error)) from None
+        if self.style:  # a mix takes seed_b's first latent for every image (runtime.interpolate)
+            mix = generator.check_controls(**controls)[1]
+            mix_z = None if mix is None else np.repeat(
+                latents(1, generator.latent_dim, mix[0]), len(z), axis=0)
+            return to_uint8(await self.run_styles(z, labels, controls, mix_z))
         feeds = {generator.z_name: z}
         if generator.label_name:
             feeds[generator.label_name] = labels
@@ -454,7 +507,8 @@ class GeneratorService:
             "outputs": oip.tensor_metadata(self.outputs),
             "parameters": {"family": self.generator.family,
                            "diffusion_parameters": list(V2_DIFFUSION_PARAMETERS)
-                           if self.diffusion else []},
+                           if self.diffusion else [],
+                           "style_parameters": list(STYLE_FIELDS) if self.style else []},
         }
 
     def check_model(self, name, version=None):
@@ -471,7 +525,7 @@ class GeneratorService:
         try:
             feeds, parameters, outputs, request = oip.parse_request(
                 body, header_length, self.inputs, [spec["name"] for spec in self.outputs],
-                V2_DIFFUSION_PARAMETERS if self.diffusion else (),
+                V2_DIFFUSION_PARAMETERS if self.diffusion else STYLE_FIELDS,
             )
         except oip.ProtocolError as error:
             raise BadRequest(str(error)) from None
@@ -490,7 +544,15 @@ class GeneratorService:
 
     async def infer(self, feeds: dict, parameters: dict) -> dict:
         if not self.diffusion:
-            return await self.run_feeds(feeds)
+            try:
+                controls = self.style_controls(parameters)
+            except BadRequest as error:
+                raise BadRequest(f"parameters: {error}") from None
+            if not self.style:
+                return await self.run_feeds(feeds)
+            images = await self.run_styles(feeds[self.generator.z_name],
+                                           feeds.get(self.generator.label_name), controls)
+            return {"images": images}
         generator = self.generator
         options = {k: parameters.get(k) for k in V2_DIFFUSION_PARAMETERS}
         labels = feeds.get("label")
@@ -526,6 +588,10 @@ def infer_response(service, request: dict, results: dict, outputs: list) -> Resp
 
 
 # ---- OpenAPI and /docs --------------------------------------------------------------------------
+STYLE_HELP = ("truncation (psi in [0, 1], 1 = none), mix ({\"seed_b\", \"from_layer\"}; in a "
+              "query: SEED:LAYER), edits ({direction: amount}; in a query: pc0=2,pc1=-1)")
+
+
 def openapi_spec(service) -> dict:
     def json_body(example, description=""):
         return {"description": description, "required": True,
@@ -535,6 +601,10 @@ def openapi_spec(service) -> dict:
              "content": {"application/json": {"example": {"error": "labels must be in [0, 10)"}}}}
     meta = service.generator.metadata()
     example = {"n": 4, "seed": 1}
+    if service.style:
+        example.update(truncation=0.7, mix={"seed_b": 2, "from_layer": meta["style"]["num_ws"] // 2})
+        if meta["style"]["directions"]:
+            example["edits"] = {next(iter(meta["style"]["directions"])): 1.5}
     if service.generator.num_classes:
         example["labels"] = [0, 1, 2, 3]
     z_example = {"inputs": [{"name": "z", "datatype": "FP32",
@@ -563,7 +633,8 @@ def openapi_spec(service) -> dict:
             "/v1/generate": {"post": {
                 "summary": "n images as JSON uint8 lists (or raw bytes / .npy through Accept)",
                 "requestBody": json_body(example, "n, labels (conditional models), seed; "
-                                         "diffusion: steps, guidance_scale"),
+                                         "diffusion: steps, guidance_scale; style-based GANs: "
+                                         + STYLE_HELP),
                 "responses": {"200": {"description": "images", "content": {
                     "application/json": {"example": {"images": "[[[[0]]]]",
                                                      "shape": [4, *meta["image_shape"]],
@@ -584,7 +655,7 @@ def openapi_spec(service) -> dict:
                 "requestBody": json_body(interpolate_example,
                                          "seed_a, seed_b, n (>= 2, default 8), label "
                                          "(conditional models); diffusion: steps, "
-                                         "guidance_scale"),
+                                         "guidance_scale; style-based GANs: " + STYLE_HELP),
                 "responses": {"200": {"description": "images, as /v1/generate"}, "4XX": error,
                               "503": {"description": "queue full; Retry-After"}}}},
             "/v1/interpolate.png": {"get": {

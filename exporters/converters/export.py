@@ -1,5 +1,6 @@
-"""`export`: write a model's generator (and a VAE's encoder) in every format, verify each, and
-write manifest.json. The converter tier: imports the TF stack and the TF-free tier, never `zoo`.
+"""`export`: write a model's generator (and a VAE's encoder, a style-based GAN's mapping and
+synthesis networks) in every format, verify each, and write manifest.json. The converter tier:
+imports the TF stack and the TF-free tier, never `zoo`.
 
     report = exporters.export(model, "saved_models/cgan-mnist5k")   # or a .keras path / run folder
     g = exporters.runtime.load("saved_models/cgan-mnist5k/generator.onnx")
@@ -34,7 +35,14 @@ LAYOUTS = {"triton": ("model_file", "onnx"), "tf_serving": ("model_dir", "saved_
 LAST_FORMATS = ("web",)
 DIR_MODE, FILE_MODE = 0o755, 0o644  # readable by the user a serving engine runs as
 # network role -> names of its outputs in every artifact (a generator's: see _generator_outputs)
-ROLE_OUTPUTS = {"encoder": ("z_mean", "z_log_var")}
+ROLE_OUTPUTS = {"encoder": ("z_mean", "z_log_var"), "mapping": ("w",), "synthesis": ("images",)}
+# roles that get the quantized TFLite variants too (the image-producing networks; a mapping
+# network is a small MLP whose output feeds every layer, kept float32)
+QUANTIZED_ROLES = ("generator", "synthesis")
+# a style-based generator (model.export_networks()): its two halves, exported beside the
+# generator so a runtime can apply truncation / mixing / edits on w between them (the model
+# repositories and the web page stay generator-only)
+STYLE_ROLES = ("mapping", "synthesis")
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "export", "export_format"]
 
@@ -83,9 +91,9 @@ def _plans(formats, quantize, tflite_batch_sizes, roles):
                 plans.append((f"{role}_saved_model", role, fmt, "none", {}))
             elif fmt == "onnx":
                 plans.append((f"{role}.onnx", role, fmt, "none", {}))
-            else:  # tflite: float32 always, quantized variants for the generator
+            else:  # tflite: float32 always, quantized variants for the image networks
                 quantizations = ("none", *[q for q in quantize if q != "none"])
-                for q in quantizations if role == "generator" else ("none",):
+                for q in quantizations if role in QUANTIZED_ROLES else ("none",):
                     sizes = tflite_batch_sizes if role == "generator" else tflite_batch_sizes[:1]
                     for size in sizes:
                         tag = "-".join(
@@ -130,6 +138,12 @@ def export(model_or_path, out_dir, formats=DEFAULT_FORMATS, quantize="none", *, 
            tflite_batch_sizes=DEFAULT_TFLITE_BATCH_SIZES, opset=None, optimize_onnx=True,
            tolerances=None, quality_check=None) -> dict:
     """Export a model's generator (and a VAE's encoder), verify every artifact, write manifest.json.
+
+    A style-based model (one with `export_networks()` and `style_manifest()`, see
+    docs/stylegan_contract.md) also gets its "mapping" and "synthesis" networks in every file
+    format (mapping.onnx, synthesis-b1.tflite, ..., the quantized variants for synthesis) and
+    its style block (w_avg, num_ws, directions) under the manifest's "style"; triton, tf_serving
+    and web hold the generator only.
 
     model_or_path: a zoo model, a `.keras` file or a run folder holding `model.keras`.
     formats: any of "saved_model", "tflite", "onnx" (a list or "a,b"), and the model
@@ -181,14 +195,25 @@ def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_siz
     networks = {"generator": saved_model.float32_network(model.generator)}
     if getattr(model, "encoder", None) is not None:
         networks["encoder"] = saved_model.float32_network(model.encoder)
+    if hasattr(model, "export_networks"):  # duck-typed: see docs/stylegan_contract.md
+        style_networks = model.export_networks()
+        missing = [role for role in STYLE_ROLES if role not in style_networks]
+        if missing:
+            raise ValueError(f"{model.family}.export_networks() lacks {missing}; it returned "
+                             f"{sorted(style_networks)}")
+        for role in STYLE_ROLES:
+            networks[role] = saved_model.float32_network(style_networks[role])
     outputs = {"generator": _generator_outputs(model), **ROLE_OUTPUTS}
     references = {
-        role: verify.KerasReference(network, outputs[role], _input_maker(model, role, network))
+        role: verify.KerasReference(network, outputs[role], _input_maker(model, role, network,
+                                                                         networks))
         for role, network in networks.items()
     }
     fields["generator_output"] = getattr(model, "generator_output", "image")
     if hasattr(model, "schedule_config"):  # a diffusion denoiser: what a sampling loop needs
         fields["schedule"] = model.schedule_config()
+    if hasattr(model, "style_manifest"):  # w_avg, directions, num_ws: what the controls need
+        fields["style"] = _style_fields(model.style_manifest())
     if "web" in formats:  # an unsupported family fails before the other formats' work
         from exporters.converters.web import check_supported
 
@@ -252,12 +277,53 @@ def _generator_outputs(model) -> tuple[str, ...]:
     return ("images",) if kind == "image" else (str(kind),)
 
 
-def _input_maker(model, role, network):
+def _style_fields(style: dict) -> dict:
+    """The manifest's "style" block as plain JSON types (w_avg may come as a numpy array)."""
+    import numpy as np
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    style = plain({k: np.asarray(v, np.float32).tolist() if k == "w_avg" else v
+                   for k, v in dict(style).items()})
+    for key in ("w_dim", "num_ws", "w_avg"):
+        if key not in style:
+            raise ValueError(f"style_manifest() lacks {key!r}; it has {sorted(style)}")
+    if len(style["w_avg"]) != int(style["w_dim"]):
+        raise ValueError(f"style_manifest()'s w_avg has {len(style['w_avg'])} values, "
+                         f"w_dim is {style['w_dim']}")
+    style.setdefault("directions", {})
+    style.setdefault("truncation_default", 1.0)
+    return style
+
+
+def _input_maker(model, role, network, networks=None):
     """make_inputs(n, seed=None) -> {input name: array}: the model's own example inputs for its
-    generator when it has them (diffusion denoisers take x_t, t), else latents/labels/images."""
+    generator when it has them (diffusion denoisers take x_t, t), else latents/labels/images.
+    A mapping network gets latents (+ labels); a synthesis network the styles its mapping gives
+    them, ws = repeat(mapping(z), num_ws), so it is verified (and int8-calibrated) on the inputs
+    it meets."""
     import numpy as np
 
     from exporters.sampling import latents
+
+    if role == "synthesis":
+        mapping = _input_maker(model, "mapping", networks["mapping"])
+
+        def style_inputs(n, seed=None):
+            feeds = list(mapping(n, seed).values())
+            w = np.asarray(networks["mapping"](feeds[0] if len(feeds) == 1 else feeds,
+                                               training=False), np.float32)
+            ws = np.repeat(w[:, None, :], int(model.num_ws), axis=1)
+            return {network.inputs[0].name: ws}
+
+        return style_inputs
 
     def default_inputs(n, seed):
         rng = np.random.default_rng(seed)
@@ -265,7 +331,7 @@ def _input_maker(model, role, network):
         for i, tensor in enumerate(network.inputs):
             if "int" in str(tensor.dtype):
                 values.append((np.arange(n) % max(model.num_classes, 1)).astype(np.int32))
-            elif role == "generator" and i == 0:
+            elif role in ("generator", "mapping") and i == 0:
                 values.append(latents(n, model.latent_dim, seed))
             else:
                 shape = (n, *tensor.shape[1:])
