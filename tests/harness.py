@@ -30,6 +30,8 @@ class ModelCase:
 
     @property
     def conditional(self) -> bool:
+        if "num_classes" in self.kwargs:  # a family that is both (stylegan) says which it is
+            return bool(self.kwargs["num_classes"])
         return zoo.registry.get_model_class(self.name).conditional
 
     def build(self, **overrides):
@@ -54,6 +56,9 @@ class ModelCase:
         )
 
 
+TINY_STYLEGAN = {"latent_dim": 16, "w_dim": 16, "mapping_layers": 2, "base_filters": 8,
+                 "max_filters": 16, "d_base_filters": 8, "embedding_dim": 8}
+
 CASES = [
     ModelCase("gan-dcgan", "gan", {"latent_dim": 16, "base_filters": 8}),
     ModelCase("gan-mlp", "gan", {"latent_dim": 16, "architecture": "mlp"}),
@@ -75,6 +80,8 @@ CASES = [
         {"base_filters": 8, "channel_multipliers": (1, 2), "sampling_steps": 8,
          "prediction": "v", "schedule": "linear", "attention": True},
     ),
+    ModelCase("stylegan-conditional", "stylegan", TINY_STYLEGAN),
+    ModelCase("stylegan", "stylegan", {**TINY_STYLEGAN, "num_classes": 0}),
 ]
 
 

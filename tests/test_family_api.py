@@ -20,6 +20,7 @@ import tensorflow as tf
 import zoo
 from zoo.cvae import CVAE
 from zoo.gan import CGAN, GAN
+from zoo.stylegan import StyleGAN
 from zoo.vae import VAE
 from zoo.wgan_gp import WGANGP
 
@@ -126,6 +127,15 @@ NON_DEFAULTS = {
         "likelihood": "gaussian", "beta": 0.5, "gaussian_scale": 0.2, "base_filters": 12,
         "embedding_dim": 7, "decoder_activation": "relu", "seed": 5,
     },
+    StyleGAN: {
+        "w_dim": 12, "mapping_layers": 2, "mapping_lr_multiplier": 0.1, "base_filters": 12,
+        "max_filters": 24, "d_base_filters": 12, "embedding_dim": 7, "style_mixing": 0.5,
+        "r1_weight": 0.5, "r1_interval": 4, "ema_decay": 0.5, "augment": "cutout",
+        "gan_loss": "hinge", "spectral_norm": True,
+        "directions": {"pc0": {"vector": [1.0] + [0.0] * 11, "std": 2.0,
+                               "explained_variance": 0.5}},
+        "seed": 5,
+    },
 }
 # Keyword-only arguments a family takes only to pass through (VAE's num_classes is CVAE's).
 PASS_THROUGH = {VAE: {"num_classes"}}
@@ -135,6 +145,7 @@ POSITIONAL = {
     WGANGP: ("image_shape", "latent_dim"),
     VAE: ("image_shape", "latent_dim"),
     CVAE: ("image_shape", "num_classes", "latent_dim"),
+    StyleGAN: ("image_shape", "num_classes", "latent_dim"),
 }
 CLASSES = pytest.mark.parametrize("cls", list(NON_DEFAULTS), ids=lambda c: c.__name__)
 

@@ -24,9 +24,9 @@ import tensorflow as tf
 
 # Private Keras APIs only through compat; the TF-free tier owns the sampling-input rules, so
 # Keras and exported models agree (check_labels is re-exported for the families).
-from exporters import compat
+from exporters import compat, style_controls
 from exporters.sampling import check_count as check_sample_count
-from exporters.sampling import check_labels
+from exporters.sampling import check_labels, short_repr
 from exporters.sampling import latents as latent_normal
 from zoo import distribute
 
@@ -49,6 +49,16 @@ def check_image_shape(image_shape) -> tuple[int, int, int]:
             f"got {image_shape!r}"
         )
     return tuple(int(d) for d in shape)
+
+
+def check_no_style_controls(family: str, truncation, mix, edits) -> None:
+    """The style controls on a model without per-layer styles: one clear error naming the value."""
+    style_controls.check_mix(mix, None)
+    for what, value, neutral in (("truncation needs", truncation, 1.0), ("edits need", edits,
+                                                                          None)):
+        if value is not None and value != neutral and value != {}:
+            raise ValueError(f"{what} a style-based generator (per-layer styles, e.g. stylegan); "
+                             f"this {family or 'model'} has none, got {short_repr(value)}")
 
 
 def unpack_batch(data):
@@ -362,15 +372,22 @@ class GenerativeModel(keras.Model):
             raise ValueError(f"{self.family} is conditional: the data must yield (images, labels)")
 
     # ---- sampling -----------------------------------------------------------------------
-    def sample(self, n: int, labels=None, seed=None, batch_size: int = DEFAULT_SAMPLE_BATCH):
-        """n images as float32 NHWC in [-1, 1]; the same seed gives the same images."""
+    def sample(self, n: int, labels=None, seed=None, batch_size: int = DEFAULT_SAMPLE_BATCH, *,
+               truncation=1.0, mix=None, edits=None):
+        """n images as float32 NHWC in [-1, 1]; the same seed gives the same images.
+
+        `truncation`, `mix` and `edits` are the style-based families' controls (zoo.stylegan);
+        anything but their neutral values is a clear error here."""
+        check_no_style_controls(self.family, truncation, mix, edits)
         n = check_count(n)
         labels = check_labels(labels, n, self.num_classes)
         z = latent_normal(n, self.latent_dim, seed)
         return self.generate(z, labels, batch_size=batch_size)
 
-    def generate(self, z, labels=None, batch_size: int = DEFAULT_SAMPLE_BATCH) -> np.ndarray:
+    def generate(self, z, labels=None, batch_size: int = DEFAULT_SAMPLE_BATCH, *,
+                 truncation=1.0, mix=None, edits=None) -> np.ndarray:
         """Run the generator on given latents (and labels) in inference mode."""
+        check_no_style_controls(self.family, truncation, mix, edits)
         outputs = []
         for start in range(0, len(z), batch_size):
             inputs = self.with_labels(

@@ -6,7 +6,9 @@ import importlib
 
 MODELS: dict[str, type] = {}
 # Modules whose classes register themselves on import; imported on first registry use.
-FAMILY_MODULES = ("zoo.gan", "zoo.vae", "zoo.wgan_gp", "zoo.cvae", "zoo.diffusion.model")
+FAMILY_MODULES = (
+    "zoo.gan", "zoo.vae", "zoo.wgan_gp", "zoo.cvae", "zoo.diffusion.model", "zoo.stylegan",
+)
 
 
 def _load_families() -> None:
