@@ -129,6 +129,7 @@ def test_a_kill_within_an_epoch_resumes_from_its_start_bit_for_bit(tmp_path):
     check_resume_is_exact("gan", tmp_path, KillAt(1, step=2))
 
 
+@pytest.mark.slow  # ~10 s (three runs of a tiny GAN)
 def test_a_kill_right_after_the_backup_loses_no_history_row(tmp_path, monkeypatch):
     """The backup is the epoch's last write: once it names epoch k, history.csv has row k - 1."""
     written = zoo_train.RunBackup.on_epoch_end
@@ -153,6 +154,7 @@ class KillAtTheEnd(keras.callbacks.Callback):
         raise Killed("killed after the last epoch")
 
 
+@pytest.mark.slow  # ~10 s (three runs of a tiny GAN)
 def test_a_run_killed_after_its_last_epoch_saves_that_state_when_rerun(tmp_path):
     """The backup holds all epochs: the rerun trains nothing and saves the backed-up state."""
     check_resume_is_exact("gan", tmp_path, KillAtTheEnd())
