@@ -1,4 +1,4 @@
-"""The `zoo` command line: list, train, export, sample, eval, plot, serve.
+"""The `zoo` command line: list, train, export, sample, eval, plot, directions, serve.
 
 The composition layer: the only part of zoo, with `zoo.train`, that calls the converters.
 Bad input ends with one line on stderr (`zoo: error: ...`) and exit status 2, never a traceback.
@@ -350,6 +350,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--tf-logs", action="store_true",
         help="show TensorFlow's own start-up and C++ log lines (also: ZOO_TF_LOGS=1)",
     )
+def command_directions(args) -> None:
+    """GANSpace directions of a stylegan run's w: stored in its model.keras (atomically, so
+    `--edit` works on the run and its exports) and written to RUN/directions.json."""
+    from exporters.run_folder import save_atomically, write_json_atomically
+    from zoo import evaluate
+
+    model_path, _ = evaluate.find_model(args.run, "zoo directions")
+    model, _, run = evaluate.load_run(args.run, "zoo directions")
+    if not callable(getattr(model, "find_directions", None)):
+        raise CommandError(
+            f"{args.run} holds a {getattr(model, 'family', type(model).__name__)} model: "
+            "directions need a style-based generator (a stylegan run)"
+        )
+    directions = model.find_directions(n=args.n, k=args.k, seed=args.seed)
+    save_atomically(model_path, model.save)
+    summary = {"n": args.n, "k": args.k, "seed": args.seed, "directions": directions}
+    write_json_atomically(Path(run.path) / "directions.json", summary)
+    print("direction  explained variance  std of w along it")
+    for name, entry in directions.items():
+        print(f"{name:<9}  {entry['explained_variance']:>18.4f}  {entry['std']:>17.4f}")
+    print(f"stored in {model_path} and {Path(run.path) / 'directions.json'}; "
+          f"sample with --edit {next(iter(directions))}=2")
+
+
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("list", help="models, datasets, export formats")
@@ -473,6 +497,15 @@ def stderr_captured():
             log.seek(0)
             sys.stderr.write(log.read().decode(errors="replace"))
             raise
+
+    p = commands.add_parser(
+        "directions", help="principal directions of a stylegan run's w, for --edit NAME=AMOUNT"
+    )
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--n", type=positive_int, default=10000, help="latents mapped to w")
+    p.add_argument("--k", type=positive_int, default=8, help="directions kept (pc0 .. pcK-1)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.set_defaults(handler=command_directions)
         finally:
             os.dup2(saved, 2)
             os.close(saved)

@@ -8,6 +8,11 @@
 - interpolation.png   rows of slerp paths between two latents (fixed label per row if conditional);
 - reconstructions.png VAE: rows of held-apart originals, each with its reconstructions below;
 - latent_manifold.png VAE with a 2-D latent: decodings over a grid of latent quantiles;
+- truncation.png      stylegan: a row per seed, truncation psi 0 .. 1;
+- mixing.png          stylegan: seeds A (rows) x seeds B (columns), A's coarse styles with B's
+                      fine ones from the middle layer on, A in the first column, B in the first row;
+- directions.png      stylegan with directions (`zoo directions RUN`): a strip per direction,
+                      amounts -3 .. 3 standard deviations;
 - loss_curves.png     every loss column of RUN/history.csv against the epoch.
 
 A run that ships only its export (the committed pretrained runs: no model.keras) gets the
@@ -155,6 +160,48 @@ def plot_loss_curves(history_path: Path, out_dir: Path) -> dict:
     return {"loss_curves": path}
 
 
+def _style_label(model, label: int = 0):
+    """The one class a style picture is drawn in (conditional models), None otherwise."""
+    return [label] if model.num_classes else None
+
+
+def plot_truncation(model, out_dir: Path, seeds: int = 6, steps: int = 6, label: int = 0) -> dict:
+    """A row per seed, truncation psi from 0 (every row the average-w image) to 1 (none)."""
+    psis = np.linspace(0.0, 1.0, steps)
+    labels = _style_label(model, label)
+    images = np.concatenate([model.sample(1, labels=labels, seed=seed, truncation=float(psi))
+                             for seed in range(seeds) for psi in psis])
+    return {"truncation": _save(images, out_dir / "truncation.png", steps)}
+
+
+def plot_mixing(model, out_dir: Path, rows: int = 5, columns: int = 5, label: int = 0) -> dict:
+    """Style mixing: seed A per row, seed B per column (the first row shows B, the first column
+    A); a cell is A's coarse styles with B's fine ones from the middle style layer on."""
+    labels = _style_label(model, label)
+    seeds_a, seeds_b = range(rows), range(rows, rows + columns)
+    from_layer = model.num_ws // 2
+    corner = np.zeros((1, *model.image_shape), np.float32)
+    cells = [corner, *(model.sample(1, labels=labels, seed=b) for b in seeds_b)]
+    for a in seeds_a:
+        cells.append(model.sample(1, labels=labels, seed=a))
+        cells += [model.sample(1, labels=labels, seed=a, mix=(b, from_layer)) for b in seeds_b]
+    return {"mixing": _save(np.concatenate(cells), out_dir / "mixing.png", columns + 1)}
+
+
+def plot_directions(model, out_dir: Path, top: int = 8, seed: int = 0, label: int = 0) -> dict:
+    """A strip per direction (the top `top` by explained variance): amounts -3 .. 3 std."""
+    labels = _style_label(model, label)
+    amounts = np.arange(-3, 4)
+    names = list(model.directions)[:top]
+    images = np.concatenate([model.sample(1, labels=labels, seed=seed, edits={name: float(a)})
+                             for name in names for a in amounts])
+    return {"directions": _save(images, out_dir / "directions.png", len(amounts))}
+
+
+def _is_style_based(model) -> bool:
+    return callable(getattr(model, "find_directions", None))
+
+
 def _is_vae(model) -> bool:
     return callable(getattr(model, "reconstruct", None)) and callable(
         getattr(model, "decode", None)
@@ -174,6 +221,11 @@ PICTURES = {
         lambda m, ctx: _is_vae(m) and not m.num_classes and m.latent_dim == 2,
         lambda m, ctx: plot_latent_manifold(m, ctx["out"]),
     ),
+    "truncation": (lambda m, ctx: _is_style_based(m),
+                   lambda m, ctx: plot_truncation(m, ctx["out"])),
+    "mixing": (lambda m, ctx: _is_style_based(m), lambda m, ctx: plot_mixing(m, ctx["out"])),
+    "directions": (lambda m, ctx: _is_style_based(m) and bool(m.directions),
+                   lambda m, ctx: plot_directions(m, ctx["out"])),
     "loss_curves": (
         lambda m, ctx: ctx["history"].is_file(),
         lambda m, ctx: plot_loss_curves(ctx["history"], ctx["out"]),
@@ -185,6 +237,9 @@ PICTURES = {
 NEEDS_KERAS_MODEL = {
     "reconstructions": "it needs the VAE's encoder, which this run does not ship",
     "latent_manifold": "it needs the VAE's Keras decoder (no model.keras in this run)",
+    "truncation": "the style controls need the Keras model (no model.keras in this run)",
+    "mixing": "the style controls need the Keras model (no model.keras in this run)",
+    "directions": "the style controls need the Keras model (no model.keras in this run)",
 }
 
 
