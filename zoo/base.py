@@ -54,11 +54,10 @@ def check_image_shape(image_shape) -> tuple[int, int, int]:
 def check_no_style_controls(family: str, truncation, mix, edits) -> None:
     """The style controls on a model without per-layer styles: one clear error naming the value."""
     style_controls.check_mix(mix, None)
-    for what, value, neutral in (("truncation needs", truncation, 1.0), ("edits need", edits,
-                                                                          None)):
-        if value is not None and value != neutral and value != {}:
-            raise ValueError(f"{what} a style-based generator (per-layer styles, e.g. stylegan); "
-                             f"this {family or 'model'} has none, got {short_repr(value)}")
+    for what, value, verb in (("truncation", truncation, "needs"), ("edits", edits, "need")):
+        if value is not None and value != (1.0 if what == "truncation" else {}):
+            raise ValueError(f"{what}={short_repr(value)} {verb} a style-based generator "
+                             f"(stylegan; per-layer styles); this {family or 'model'} has none")
 
 
 def unpack_batch(data):
