@@ -155,3 +155,16 @@ def test_cli_quantize_needs_a_data_set_or_an_explicit_skip(model, tmp_path, caps
     written = json.loads((tmp_path / "out" / "manifest.json").read_text())["artifacts"]
     assert written["generator-int8-b1.tflite"]["quality"] == {
         "fid_ratio": None, "not_scored": "--gate-samples 0"}
+
+
+@pytest.mark.slow  # trains a tiny cgan and the digits classifier (default settings)
+def test_train_with_quantized_export_scores_it_on_the_runs_data_set(tmp_path, monkeypatch):
+    from zoo import train
+
+    monkeypatch.setenv("ZOO_CLASSIFIER_DIR", str(tmp_path / "classifiers"))
+    run = train.train("cgan", dataset="digits", epochs=1, batch_size=64, seed=0,
+                      out=tmp_path / "run", export=("tflite",), quantize="int8", verbose=0,
+                      model_kwargs={"latent_dim": 8, "base_filters": 8})
+    quality = manifest_lib.read(run / "export")["artifacts"]["generator-int8-b1.tflite"]["quality"]
+    assert quality["dataset"] == "digits" and quality["reference"] == "generator-b1.tflite"
+    assert quality["fid_ratio"] == pytest.approx(quality["fid"] / quality["float_fid"])

@@ -512,7 +512,14 @@ def train(
 
         # Several workers: export the saved file, away from the strategy's distributed variables.
         source = str(run.model_path) if multi_worker else model
-        exporters.export(source, run.export_dir, formats=tuple(export), quantize=quantize)
+        # a quantized export is scored against the float32 one on the run's data set
+        gate = None
+        if quantize != "none":
+            from zoo import evaluate
+
+            gate = evaluate.quantization_gate(dataset)
+        exporters.export(source, run.export_dir, formats=tuple(export), quantize=quantize,
+                         quality_check=gate)
     return run.path
 
 
