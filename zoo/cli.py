@@ -259,23 +259,58 @@ def _sampler(source: str):
 
     model = keras.models.load_model(keras_file, compile=False)
     def generate(n, labels=None, seed=None, **options):
+        if not hasattr(model, "num_ws"):  # the runtime's clear error for style controls
+            runtime.no_style_controls(model.family, **{
+                k: options.pop(k) for k in STYLE_OPTIONS if k in options})
         return to_uint8(model.sample(n, labels=labels, seed=seed, **options))
 
     return generate
 
 
+STYLE_OPTIONS = ("truncation", "mix", "edits")
+
+
+def style_options(args) -> dict:
+    """--truncation PSI, --mix SEED_B:FROM_LAYER, --edit pc0=2,pc1=-1 as the keywords of
+    generate/model.sample (checked there against the model: psi range, num_ws, directions);
+    malformed text is a ValueError naming it (one line, exit 2)."""
+    from exporters import style_controls
+
+    options = {}
+    if args.truncation is not None:
+        try:
+            options["truncation"] = float(args.truncation)
+        except ValueError:
+            raise ValueError(f"--truncation must be a number in [0, 1], got "
+                             f"{args.truncation!r}") from None
+    if args.mix is not None:
+        seed_b, sep, layer = args.mix.partition(":")
+        try:
+            options["mix"] = (int(seed_b), int(layer))
+        except ValueError:
+            raise ValueError(f"--mix must be SEED_B:FROM_LAYER (two integers), got "
+                             f"{args.mix!r}") from None
+        if not sep:
+            raise ValueError(f"--mix must be SEED_B:FROM_LAYER (two integers), got {args.mix!r}")
+    if args.edit is not None:
+        options["edits"] = style_controls.parse_edits(args.edit)
+    return options
+
+
 def command_sample(args) -> None:
     from exporters.images import save_grid
 
+    styles = style_options(args)  # before loading anything: malformed flags fail at once
     generate = _sampler(args.source)
     options = {k: v for k, v in (("steps", args.steps), ("guidance_scale", args.guidance_scale))
                if v is not None}
+    options.update(styles)
     try:
         images = generate(
             args.n, labels=expand_labels(args.labels, args.n), seed=args.seed, **options
         )
     except TypeError as error:  # a GAN/VAE's generate or sample has no steps/guidance_scale
-        if not options or "unexpected keyword" not in str(error):
+        if not (options.keys() - STYLE_OPTIONS) or "unexpected keyword" not in str(error):
             raise
         raise CommandError(
             f"{args.source} is not a diffusion model: --steps and --guidance-scale apply to "
@@ -315,6 +350,30 @@ def command_plot(args) -> None:
         print(path)
 
 
+def command_directions(args) -> None:
+    """GANSpace directions of a stylegan run's w: stored in its model.keras (atomically, so
+    `--edit` works on the run and its exports) and written to RUN/directions.json."""
+    from exporters.run_folder import save_atomically, write_json_atomically
+    from zoo import evaluate
+
+    model_path, _ = evaluate.find_model(args.run, "zoo directions")
+    model, _, run = evaluate.load_run(args.run, "zoo directions")
+    if not callable(getattr(model, "find_directions", None)):
+        raise CommandError(
+            f"{args.run} holds a {getattr(model, 'family', type(model).__name__)} model: "
+            "directions need a style-based generator (a stylegan run)"
+        )
+    directions = model.find_directions(n=args.n, k=args.k, seed=args.seed)
+    save_atomically(model_path, model.save)
+    summary = {"n": args.n, "k": args.k, "seed": args.seed, "directions": directions}
+    write_json_atomically(Path(run.path) / "directions.json", summary)
+    print("direction  explained variance  std of w along it")
+    for name, entry in directions.items():
+        print(f"{name:<9}  {entry['explained_variance']:>18.4f}  {entry['std']:>17.4f}")
+    print(f"stored in {model_path} and {Path(run.path) / 'directions.json'}; "
+          f"sample with --edit {next(iter(directions))}=2")
+
+
 def positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -350,30 +409,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--tf-logs", action="store_true",
         help="show TensorFlow's own start-up and C++ log lines (also: ZOO_TF_LOGS=1)",
     )
-def command_directions(args) -> None:
-    """GANSpace directions of a stylegan run's w: stored in its model.keras (atomically, so
-    `--edit` works on the run and its exports) and written to RUN/directions.json."""
-    from exporters.run_folder import save_atomically, write_json_atomically
-    from zoo import evaluate
-
-    model_path, _ = evaluate.find_model(args.run, "zoo directions")
-    model, _, run = evaluate.load_run(args.run, "zoo directions")
-    if not callable(getattr(model, "find_directions", None)):
-        raise CommandError(
-            f"{args.run} holds a {getattr(model, 'family', type(model).__name__)} model: "
-            "directions need a style-based generator (a stylegan run)"
-        )
-    directions = model.find_directions(n=args.n, k=args.k, seed=args.seed)
-    save_atomically(model_path, model.save)
-    summary = {"n": args.n, "k": args.k, "seed": args.seed, "directions": directions}
-    write_json_atomically(Path(run.path) / "directions.json", summary)
-    print("direction  explained variance  std of w along it")
-    for name, entry in directions.items():
-        print(f"{name:<9}  {entry['explained_variance']:>18.4f}  {entry['std']:>17.4f}")
-    print(f"stored in {model_path} and {Path(run.path) / 'directions.json'}; "
-          f"sample with --edit {next(iter(directions))}=2")
-
-
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("list", help="models, datasets, export formats")
@@ -441,6 +476,14 @@ def command_directions(args) -> None:
                    help="diffusion only: sampling steps (default: the model's)")
     p.add_argument("--guidance-scale", type=float,
                    help="diffusion only: classifier-free guidance scale (default: the model's)")
+    p.add_argument("--truncation", metavar="PSI",
+                   help="stylegan only: truncation psi in [0, 1] (1: none, 0: the average image)")
+    p.add_argument("--mix", metavar="SEED_B:FROM_LAYER",
+                   help="stylegan only: style layers FROM_LAYER on come from seed SEED_B's "
+                   "latents (0: seed B's image)")
+    p.add_argument("--edit", metavar="pc0=2,pc1=-1",
+                   help="stylegan only: move w along named directions by amounts in standard "
+                   "deviations (`zoo directions RUN` finds them)")
     p.add_argument("--out", required=True, help="grid.png or samples.npy")
     p.set_defaults(handler=command_sample)
 
@@ -454,6 +497,15 @@ def command_directions(args) -> None:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--out")
     p.set_defaults(handler=command_plot)
+
+    p = commands.add_parser(
+        "directions", help="principal directions of a stylegan run's w, for --edit NAME=AMOUNT"
+    )
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--n", type=positive_int, default=10000, help="latents mapped to w")
+    p.add_argument("--k", type=positive_int, default=8, help="directions kept (pc0 .. pcK-1)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.set_defaults(handler=command_directions)
 
     p = commands.add_parser("serve", help="serve an exported artifact over HTTP")
     p.add_argument("artifact", metavar="ARTIFACT")
@@ -497,15 +549,6 @@ def stderr_captured():
             log.seek(0)
             sys.stderr.write(log.read().decode(errors="replace"))
             raise
-
-    p = commands.add_parser(
-        "directions", help="principal directions of a stylegan run's w, for --edit NAME=AMOUNT"
-    )
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("--n", type=positive_int, default=10000, help="latents mapped to w")
-    p.add_argument("--k", type=positive_int, default=8, help="directions kept (pc0 .. pcK-1)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.set_defaults(handler=command_directions)
         finally:
             os.dup2(saved, 2)
             os.close(saved)
