@@ -398,9 +398,11 @@ class DiffusionGenerator(Generator):
 def no_style_controls(family, truncation=1.0, mix=None, edits=None):
     """A model without per-layer styles takes only the controls' defaults; anything else is the
     contract's clear ValueError (docs/stylegan_contract.md), never a silent no-op."""
-    sc.check_mix(mix, None)
     why = ("this is its generator artifact alone (loaded with styles=False)"
            if family == "stylegan" else f"this {family} model has no styles")
+    if mix is not None:
+        raise ValueError(f"mix={short_repr(mix)} needs a style-based generator (stylegan; "
+                         f"per-layer styles); {why}")
     if isinstance(truncation, bool) or truncation != 1.0:
         raise ValueError(f"truncation={short_repr(truncation)} needs a style-based generator "
                          f"(stylegan); {why}")

@@ -259,6 +259,8 @@ def _style_query(query) -> dict:
     for name in ("mix", "edits"):
         if query.get(name):
             request[name] = query[name][-1]
+    if "mix" in request and request["mix"].count(":") != 1:
+        raise BadRequest(f"mix must be SEED_B:FROM_LAYER (two integers), got {request['mix']!r}")
     return request
 
 

@@ -86,13 +86,59 @@ function samplingFields() {
   return fields;
 }
 
+/** A style-based GAN's controls (truncation, mix, edits) for a request, where the model has
+ * them; default values are left out, so the request is the plain one. */
+function styleFields() {
+  const fields = {};
+  if (!meta.style) return fields;
+  const psi = Number($("#truncation").value);
+  if (psi !== 1) fields.truncation = psi;
+  if ($("#mix-on").checked) {
+    fields.mix = { seed_b: numberOf($("#mix-seed")), from_layer: Number($("#mix-layer").value) };
+  }
+  const edits = {};
+  for (const slider of document.querySelectorAll("#edits input")) {
+    if (Number(slider.value) !== 0) edits[slider.dataset.direction] = Number(slider.value);
+  }
+  if (Object.keys(edits).length) fields.edits = edits;
+  return fields;
+}
+
+/** A slider's value shown beside it as it moves. */
+function echo(slider, output) {
+  const show = () => { output.textContent = slider.value; };
+  slider.addEventListener("input", show);
+  show();
+}
+
+/** Truncation, mix (seed B, crossover layer 0..num_ws) and one slider per direction. */
+function setUpStyles(style) {
+  $("#mix-layer").max = style.num_ws;
+  $("#mix-layer").value = Math.floor(style.num_ws / 2);
+  echo($("#truncation"), $("#truncation-value"));
+  echo($("#mix-layer"), $("#mix-layer-value"));
+  for (const [name, share] of Object.entries(style.directions)) {
+    const label = document.createElement("label");
+    const output = document.createElement("output");
+    const slider = Object.assign(document.createElement("input"), {
+      type: "range", min: "-3", max: "3", step: "0.25", value: "0",
+    });
+    slider.id = `edit-${name}`;
+    slider.dataset.direction = name;
+    label.append(`${name} (${(100 * share).toFixed(1)}%) `, output, slider);
+    $("#edits").append(label);
+    echo(slider, output);
+  }
+  $("#style-field").hidden = false;
+}
+
 function classOf() {
   return meta.num_classes ? Number($("#label").value) : undefined;
 }
 
 async function generate() {
   const n = numberOf($("#n"));
-  const request = { n, seed: numberOf($("#seed")), ...samplingFields() };
+  const request = { n, seed: numberOf($("#seed")), ...samplingFields(), ...styleFields() };
   let columns = null;
   if (meta.num_classes && $("#rows-per-class").checked) {
     // n images for each class, one row each (zoo plot's classes.png layout); a bad n goes
@@ -114,7 +160,7 @@ async function generate() {
 async function interpolate() {
   const request = {
     seed_a: numberOf($("#interp-seed-a")), seed_b: numberOf($("#interp-seed-b")),
-    n: numberOf($("#interp-steps")), label: classOf(), ...samplingFields(),
+    n: numberOf($("#interp-steps")), label: classOf(), ...samplingFields(), ...styleFields(),
   };
   const reply = await api("v1/interpolate", request);
   draw($("#strip"), reply, reply.shape[0]);
@@ -127,6 +173,7 @@ function describe(m) {
     m.num_classes ? `${m.num_classes} classes` : "unconditional",
     `${m.artifact} (${m.format})`, `at most ${m.max_images_json} images a request`];
   if (m.sampling) parts.push(`${m.sampling.sampler} sampler, ${m.sampling.timesteps} timesteps`);
+  if (m.style) parts.push(`${m.style.num_ws} style layers`);
   return parts.join(" · ");
 }
 
@@ -152,6 +199,7 @@ function setUp(m) {
       $("#guidance-field").hidden = false;
     }
   }
+  if (m.style) setUpStyles(m.style);
   $("#generate").disabled = false;
   $("#interpolate").disabled = false;
 }
