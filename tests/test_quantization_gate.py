@@ -168,3 +168,18 @@ def test_train_with_quantized_export_scores_it_on_the_runs_data_set(tmp_path, mo
     quality = manifest_lib.read(run / "export")["artifacts"]["generator-int8-b1.tflite"]["quality"]
     assert quality["dataset"] == "digits" and quality["reference"] == "generator-b1.tflite"
     assert quality["fid_ratio"] == pytest.approx(quality["fid"] / quality["float_fid"])
+
+
+def test_int8_is_not_offered_for_diffusion_and_says_why(tmp_path):
+    """A family can decline a quantization (quantizations_not_offered, with measured reasons):
+    the export fails before any conversion and writes nothing."""
+    import exporters
+    import zoo
+
+    model = zoo.build("cddpm", image_shape=(8, 8, 1), num_classes=10, base_filters=8,
+                      channel_multipliers=(1, 2), timesteps=50, seed=0)
+    with pytest.raises(ValueError) as refused:
+        exporters.export(model, tmp_path / "export", formats=("tflite",), quantize="int8")
+    assert str(refused.value).startswith("quantize='int8' is not offered for cddpm: ")
+    assert "errs by up to 1.5 on the predicted noise" in str(refused.value)
+    assert list(tmp_path.iterdir()) == []

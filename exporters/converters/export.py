@@ -189,6 +189,10 @@ def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_siz
     from exporters.converters import saved_model, tflite, verify
 
     model = saved_model.load_model(model_or_path)
+    for quantization, reason in getattr(model, "quantizations_not_offered", {}).items():
+        if quantization in quantize:
+            raise ValueError(f"quantize={quantization!r} is not offered for {model.family}: "
+                             f"{reason}")
     fields = manifest_lib.model_fields(
         model.family, model.latent_dim, model.num_classes, model.image_shape
     )
