@@ -183,3 +183,17 @@ def test_int8_is_not_offered_for_diffusion_and_says_why(tmp_path):
     assert str(refused.value).startswith("quantize='int8' is not offered for cddpm: ")
     assert "errs by up to 1.5 on the predicted noise" in str(refused.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_takes_tflite_batch_sizes(model, tmp_path, capsys):
+    from zoo import cli
+
+    model.save(tmp_path / "m.keras")
+    assert cli.main(["export", str(tmp_path / "m.keras"), "--formats", "tflite",
+                     "--tflite-batch-sizes", "1", "--out", str(tmp_path / "out")]) == 0
+    written = json.loads((tmp_path / "out" / "manifest.json").read_text())["artifacts"]
+    assert sorted(written) == ["generator-b1.tflite"]
+    with pytest.raises(SystemExit):
+        cli.main(["export", str(tmp_path / "m.keras"), "--tflite-batch-sizes", "0,a"])
+    assert "TFLite batch sizes must be positive integers or 'dynamic', got '0,a'" in (
+        capsys.readouterr().err)

@@ -73,6 +73,26 @@ def format_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def batch_size_list(text: str) -> tuple[int | None, ...]:
+    """"1,64" -> (1, 64); "dynamic" in the list gives a dynamic-batch TFLite file (None)."""
+    sizes = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if item == "dynamic":
+            sizes.append(None)
+            continue
+        try:
+            size = int(item)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise argparse.ArgumentTypeError(
+                f"TFLite batch sizes must be positive integers or 'dynamic', got {text!r}")
+        sizes.append(size)
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"no TFLite batch size in {text!r}")
+    return tuple(sizes)
+
+
 def label_list(text: str) -> list[int]:
     try:
         return parse_labels(text)
@@ -222,6 +242,7 @@ def command_export(args) -> None:
         report = exporters.export(
             str(model_path), str(out), formats=args.formats, quantize=args.quantize,
             overwrite=args.overwrite, quality_check=_quantization_gate(args, run_path),
+            **({"tflite_batch_sizes": args.tflite_batch_sizes} if args.tflite_batch_sizes else {}),
         )
     print(f"export: {out}")
     for name, entry in report["artifacts"].items():
@@ -459,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=QUANTIZATIONS, default="none")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing export (the old one stays until the new one verifies)")
+    p.add_argument("--tflite-batch-sizes", type=batch_size_list, default=None, metavar="1,64",
+                   help="static batch of each TFLite file ('dynamic' for a dynamic one; "
+                   "default 1,64)")
     p.add_argument("--gate-dataset",
                    help="with --quantize: the data set whose classifier scores quantized samples "
                    "against float32 ones (default: the run's data set)")
