@@ -1,29 +1,71 @@
 #!/usr/bin/env bash
-# Reproduce the small pretrained runs in saved_models/{gan,cgan,vae}-mnist5k: train each on the
-# bundled real MNIST digits with a fixed seed, export ONNX + TFLite (verified against Keras), and
-# score them with `zoo eval`. Only export/, eval.json, config.json, history.csv and the last grid
-# are committed (see .gitignore), and of export/ only the ONNX and batch-1 TFLite generators, to
-# keep the repository small. Refuses to touch a run folder that already exists.
-#   EPOCHS=20 [MODELS="gan cgan vae"] bash tools/train_pretrained.sh
+# Reproduce the committed pretrained runs in saved_models/: train each with a fixed seed, export
+# only what is committed (ONNX + batch-1 TFLite generator, verified against Keras), score it with
+# `zoo eval`, and write the exact command lines into its config.json ("commands"). Only export/,
+# eval.json, config.json, history.csv and grid.png (the last epoch's grid) are committed
+# (see .gitignore).
+# Refuses to touch a run folder that already exists.
+#
+#   bash tools/train_pretrained.sh                       # every run below
+#   RUNS="cgan-mnist5k gan-mnist5k" bash tools/train_pretrained.sh
+#
+# The Fashion-MNIST runs read Debian's dataset-fashion-mnist (installed here with apt when run as
+# root; the tests never need it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-EPOCHS=${EPOCHS:-20}
 SEED=0
-declare -A MODEL_ARGS=(
-  [gan]="--model-arg latent_dim=32 --model-arg base_filters=32"
-  [cgan]="--model-arg latent_dim=32 --model-arg base_filters=32"
-  [vae]="--model-arg latent_dim=16 --model-arg base_filters=16"
+FASHION=/usr/share/datasets/fashion-mnist
+
+# run name -> "family dataset epochs batch [--model-arg ...]"
+declare -A RECIPES=(
+  [gan-mnist5k]="gan mnist5k 30 64 --model-arg latent_dim=32 --model-arg base_filters=32"
+  [cgan-mnist5k]="cgan mnist5k 30 64 --model-arg latent_dim=32 --model-arg base_filters=32"
+  [vae-mnist5k]="vae mnist5k 30 64 --model-arg latent_dim=16 --model-arg base_filters=16"
+  [cddpm-mnist5k]="cddpm mnist5k 20 64"
+  [cgan-fashion]="cgan idx:$FASHION 5 128 --model-arg latent_dim=32 --model-arg base_filters=32"
+  [cddpm-fashion]="cddpm idx:$FASHION 3 128"
 )
-for model in ${MODELS:-gan cgan vae}; do
-  out="saved_models/$model-mnist5k"
+ORDER="gan-mnist5k cgan-mnist5k vae-mnist5k cddpm-mnist5k cgan-fashion cddpm-fashion"
+
+for name in ${RUNS:-$ORDER}; do
+  recipe=${RECIPES[$name]:-}
+  if [ -z "$recipe" ]; then
+    echo "unknown run '$name'; known: $ORDER" >&2
+    exit 1
+  fi
+  out="saved_models/$name"
   if [ -e "$out" ]; then
     echo "$out exists; move it away to retrain it" >&2
     exit 1
   fi
-  # shellcheck disable=SC2086
-  .venv/bin/zoo train "$model" --dataset mnist5k --epochs "$EPOCHS" --batch-size 64 --seed "$SEED" \
-    --out "$out" --export onnx,tflite --verbose 2 ${MODEL_ARGS[$model]}
-  .venv/bin/zoo eval "$out" --n 2000
+  read -r family dataset epochs batch extra <<<"$recipe"
+  if [[ $dataset == idx:* ]] && [ ! -d "${dataset#idx:}" ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    else
+      echo "$name needs Fashion-MNIST: sudo apt-get install dataset-fashion-mnist" >&2
+      exit 1
+    fi
+  fi
+  commands=(
+    "zoo train $family --dataset $dataset --epochs $epochs --batch-size $batch --seed $SEED --out $out --verbose 2 $extra"
+    "zoo export $out --formats onnx,tflite --tflite-batch-sizes 1 --overwrite"
+    "zoo eval $out --n 2000"
+  )
+  for command in "${commands[@]}"; do
+    echo "+ $command"
+    # shellcheck disable=SC2086
+    .venv/bin/$command
+  done
+  cp "$(ls "$out"/grids/epoch-*.png | tail -1)" "$out/grid.png"  # the one grid committed
+  .venv/bin/python - "$out" "${commands[@]}" <<'EOF'
+import json, sys
+from exporters.run_folder import RunFolder, write_json_atomically
+run = RunFolder(sys.argv[1])
+config = run.read_config()
+config["commands"] = sys.argv[2:]
+write_json_atomically(run.config_path, config)
+EOF
 done
