@@ -420,3 +420,166 @@ def test_server_controls_on_a_model_without_styles_are_4xx(plain_server, method,
     assert "gan model has no styles" in json.loads(answer)["error"]
     meta = json.loads(call(plain_server.server_address[:2], "GET", "/v1/metadata")[2])
     assert "style" not in meta
+
+
+# ---- the playground page in headless Chromium ------------------------------------------------
+def cells(page, shape, padding=2):
+    """The grid canvas cut back into its n images (make_grid's layout, read from the pixels)."""
+    from test_playground import canvas_rgb
+
+    n, height, width = shape[:3]
+    grid, columns = canvas_rgb(page, "#grid"), int(np.ceil(np.sqrt(n)))
+    tops = [padding + (i // columns) * (height + padding) for i in range(n)]
+    lefts = [padding + (i % columns) * (width + padding) for i in range(n)]
+    return [grid[t : t + height, left : left + width] for t, left in zip(tops, lefts)]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_page_truncation_zero_draws_one_image_for_every_seed(page, stand_in, style_server):
+    from test_playground import canvas_rgb, click_and_wait, open_page, rgb
+
+    from exporters.images import make_grid
+
+    generator = runtime.load(stand_in[1])
+    open_page(page, style_server)
+    assert page.is_visible("#truncation") and page.is_visible("#mix-layer")
+    assert page.get_attribute("#mix-layer", "max") == str(NUM_WS)
+    for name, share in generator.metadata()["style"]["directions"].items():
+        assert f"{name} ({100 * share:.1f}%)" in page.text_content("#edits")
+    page.select_option("#label", "1")
+    page.fill("#n", "4")
+    page.fill("#seed", "7")
+    click_and_wait(page, "#generate")
+    plain = make_grid(generator.generate(4, [1] * 4, seed=7))
+    np.testing.assert_array_equal(canvas_rgb(page, "#grid"), rgb(plain))
+    first = cells(page, (4, 8, 8, 1))
+    assert not all(np.array_equal(first[0], cell) for cell in first[1:])  # seeds differ
+
+    page.fill("#truncation", "0")  # psi 0: the average w, the same image in every cell
+    assert page.text_content("#truncation-value") == "0"
+    click_and_wait(page, "#generate")
+    assert page.is_hidden("#error"), page.text_content("#error")
+    drawn = cells(page, (4, 8, 8, 1))
+    assert all(np.array_equal(drawn[0], cell) for cell in drawn[1:])
+    np.testing.assert_array_equal(
+        canvas_rgb(page, "#grid"), rgb(make_grid(generator.generate(4, [1] * 4, seed=7,
+                                                                    truncation=0.0))))
+
+    page.fill("#truncation", "0.5")  # every control, as the runtime draws them
+    page.check("#mix-on")
+    page.fill("#mix-seed", "3")
+    page.fill("#mix-layer", "2")
+    page.fill("#edit-pc1", "-1.5")
+    click_and_wait(page, "#generate")
+    expected = generator.generate(4, [1] * 4, seed=7, truncation=0.5, mix=(3, 2),
+                                  edits={"pc1": -1.5})
+    np.testing.assert_array_equal(canvas_rgb(page, "#grid"), rgb(make_grid(expected)))
+    click_and_wait(page, "#interpolate")
+    path = generator.interpolate(0, 1, 8, 1, truncation=0.5, mix=(3, 2), edits={"pc1": -1.5})
+    np.testing.assert_array_equal(canvas_rgb(page, "#strip"),
+                                  rgb(make_grid(path, columns=8)))
+    assert page.genzoo_errors == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_page_hides_the_styles_for_other_families(page, plain_server):
+    from test_playground import click_and_wait, open_page
+
+    open_page(page, plain_server)
+    assert page.is_hidden("#style-field") and page.is_hidden("#truncation")
+    click_and_wait(page, "#generate")  # the plain request: no control sent, no error
+    assert page.is_hidden("#error"), page.text_content("#error")
+    assert page.genzoo_errors == []
+
+
+# ---- the real family (slow: builds and exports zoo's stylegan) -------------------------------
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """(model, .keras file, export folder, manifest) of a tiny conditional stylegan whose w_avg
+    is the mean of its mapped w (as training tracks it) and with 3 directions."""
+    import keras
+    from harness import TINY_STYLEGAN
+
+    import exporters
+    import zoo
+
+    keras.utils.set_random_seed(0)
+    model = zoo.build("stylegan", image_shape=(16, 16, 1), num_classes=3, **TINY_STYLEGAN)
+    labels = (np.arange(512) % 3).astype(np.int32)
+    model.w_avg.assign(model.map(sampling.latents(512, model.latent_dim, 1), labels).mean(0))
+    model.find_directions(n=512, k=3)
+    folder = tmp_path_factory.mktemp("stylegan")
+    model.save(folder / "model.keras")
+    report = exporters.export(model, folder / "export", formats=("onnx", "tflite"),
+                              tflite_batch_sizes=(1,))
+    return model, folder / "model.keras", folder / "export", report
+
+
+@pytest.mark.slow
+def test_real_family_exports_every_network_within_tolerance(real):
+    model, _, _, report = real
+    diffs = {name: entry["verification"]["max_abs_diff"]
+             for name, entry in report["artifacts"].items()}
+    assert sorted(diffs) == ["generator-b1.tflite", "generator.onnx", "mapping-b1.tflite",
+                             "mapping.onnx", "synthesis-b1.tflite", "synthesis.onnx"]
+    assert max(diffs.values()) <= 1e-4, diffs
+    style = report["style"]
+    assert (style["num_ws"], style["w_dim"]) == (model.num_ws, model.w_dim)
+    assert sorted(style["directions"]) == ["pc0", "pc1", "pc2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("artifact", ["generator.onnx", "generator-b1.tflite"])
+@pytest.mark.parametrize("controls", CONTROLS, ids=lambda c: ",".join(c) or "default")
+def test_real_family_runtime_equals_keras_sample(real, artifact, controls):
+    from exporters.images import to_uint8
+
+    model, _, out, _ = real
+    generator = runtime.load(out / artifact)
+    expected = model.sample(5, LABELS, seed=3, **controls)
+    got = generator.generate_float(5, LABELS, seed=3, **controls)
+    assert np.abs(got - expected).max() <= 1e-5
+    if artifact.endswith(".onnx"):
+        np.testing.assert_array_equal(generator.generate(5, LABELS, seed=3, **controls),
+                                      to_uint8(expected))
+
+
+@pytest.mark.slow
+def test_real_family_cli_sample_from_keras_and_export_agree(real, tmp_path):
+    from zoo import cli
+
+    _, keras_file, out, _ = real
+    flags = ["--n", "5", "--labels", "0,1,2,0,1", "--seed", "3", "--truncation", "0.7",
+             "--mix", "9:1", "--edit", "pc2=1.5"]
+    for source, name in ((keras_file, "keras.npy"), (out, "export.npy")):
+        assert cli.main(["sample", str(source), *flags, "--out", str(tmp_path / name)]) == 0
+    from_keras, from_export = np.load(tmp_path / "keras.npy"), np.load(tmp_path / "export.npy")
+    np.testing.assert_array_equal(from_export, from_keras)
+    np.testing.assert_array_equal(from_export, runtime.load(out).generate(
+        5, LABELS, seed=3, truncation=0.7, mix=(9, 1), edits={"pc2": 1.5}))
+
+
+@pytest.mark.slow
+def test_int8_synthesis_is_exported_verified_and_used_by_the_int8_runtime(tmp_path):
+    """--quantize int8: a synthesis-int8 file calibrated on ws = repeat(mapping(z)) within 0.2
+    of Keras (the mapping stays float32), and an int8 generator loads on it."""
+    import exporters
+
+    model = StandIn(num_classes=3, seed=2)
+    report = exporters.export(model, tmp_path / "export", formats=("tflite",), quantize="int8",
+                              tflite_batch_sizes=(1,))
+    artifacts = report["artifacts"]
+    assert sorted(artifacts) == ["generator-b1.tflite", "generator-int8-b1.tflite",
+                                 "mapping-b1.tflite", "synthesis-b1.tflite",
+                                 "synthesis-int8-b1.tflite"]
+    check = artifacts["synthesis-int8-b1.tflite"]["verification"]
+    assert check["passed"] and check["max_abs_diff"] <= 0.2 and check["tolerance"] == 0.2
+    assert artifacts["synthesis-int8-b1.tflite"]["quantization"] == "int8"
+    generator = runtime.load(tmp_path / "export" / "generator-int8-b1.tflite")
+    assert generator.metadata()["artifact"] == "mapping-b1.tflite + synthesis-int8-b1.tflite"
+    assert generator.metadata()["quantization"] == "int8"
+    controls = {"truncation": 0.7, "mix": (4, 2), "edits": {"pc0": 1.0}}
+    got = generator.generate_float(6, [0, 1, 2] * 2, seed=1, **controls)
+    assert np.abs(got - model.sample(6, [0, 1, 2] * 2, seed=1, **controls)).max() <= 0.2
