@@ -117,6 +117,25 @@ class NoiseSchedule:
         alpha_bar = _gather(self.alphas_cumprod, t, x0, xp)
         return xp.sqrt(alpha_bar) * noise - xp.sqrt(1.0 - alpha_bar) * x0
 
+    def snr(self, t, xp=np):
+        """SNR_t = alpha_bar_t / (1 - alpha_bar_t), per example's t (float64 for numpy)."""
+        table = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
+        if xp is np:
+            return table[np.asarray(t, dtype=np.int64)]
+        return xp.take(xp.convert_to_tensor(table.astype(np.float32)), xp.cast(t, "int32"))
+
+    def loss_weights(self, weighting: str, prediction: str, t, gamma: float = 5.0, xp=np):
+        """Per-example loss weights at timesteps t, shape (batch,): `LOSS_WEIGHTINGS[weighting]`
+        for a denoiser of this `prediction` type (computed in float64, gathered per t)."""
+        check_loss_weighting(weighting, gamma)
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction={prediction!r} is not one of {sorted(PREDICTIONS)}")
+        snr = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
+        table = LOSS_WEIGHTINGS[weighting](snr, prediction, float(gamma))
+        if xp is np:
+            return table[np.asarray(t, dtype=np.int64)]
+        return xp.take(xp.convert_to_tensor(table.astype(np.float32)), xp.cast(t, "int32"))
+
     def prediction_target(self, prediction: str, x0, noise, t, xp=np):
         """What a denoiser of this `prediction` type learns to output."""
         if prediction not in PREDICTIONS:
@@ -158,3 +177,34 @@ PREDICTIONS = {
     "v": (_target_v, _split_v),
     "sample": (_target_sample, _split_sample),
 }
+
+
+def _no_weighting(snr, prediction, gamma):
+    return np.ones_like(snr)
+
+
+# min(SNR, gamma) is the weight of the x_0 error; an epsilon error is SNR x_0 errors and a v error
+# (SNR + 1) x_0 errors (Hang et al. 2023, eq. 6 and its v form), so each divides by its factor.
+_SNR_FACTORS = {
+    "epsilon": lambda snr: snr,
+    "v": lambda snr: snr + 1.0,
+    "sample": lambda snr: np.ones_like(snr),
+}
+
+
+def _min_snr_weighting(snr, prediction, gamma):
+    return np.minimum(snr, gamma) / _SNR_FACTORS[prediction](snr)
+
+
+# weighting -> per-timestep weights(snr table, prediction, gamma) of the squared error.
+LOSS_WEIGHTINGS = {"none": _no_weighting, "min_snr": _min_snr_weighting}
+
+
+def check_loss_weighting(weighting: str, gamma) -> None:
+    """One clear error for an unknown weighting or a gamma that is not a positive number."""
+    if not isinstance(weighting, str) or weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"loss_weighting={weighting!r} is not one of {sorted(LOSS_WEIGHTINGS)}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not (
+        math.isfinite(gamma) and gamma > 0
+    ):
+        raise ValueError(f"min_snr_gamma must be a positive number, got {gamma!r}")

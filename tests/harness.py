@@ -106,18 +106,10 @@ def check_config_round_trip(case: ModelCase):
 MINIMISED_LOSS = "loss"
 # Variables that get no gradient by construction (regular expressions on variable.path), per
 # family; the check asserts they get no learning step, so a fix shows up here to be removed.
-_UNET_LEVEL0 = (r"(down0_0|up0_0|up0_1)_(embedding/kernel|embedding/bias|conv1/bias)"
-                r"|up0_1_(skip|conv2)/bias")
 NO_GRADIENT = {
     # a Wasserstein critic's output bias cancels in D(real) - D(fake), and the gradient penalty
     # sees only gradients w.r.t. the input
     "wgan_gp": r"logit/bias",
-    # At base_filters=8 the U-Net's first level has 8 channels and GroupNormalization 8 groups
-    # (networks._groups): each channel is normalised alone, so a per-channel constant added just
-    # before a norm is removed -- the conv biases there, and the time(/label) embedding that
-    # _residual_block adds after conv1, which therefore does nothing at that level.
-    "ddpm": _UNET_LEVEL0,
-    "cddpm": _UNET_LEVEL0,
 }
 
 

@@ -216,7 +216,7 @@ def test_model_defaults_config_and_schedule_config():
     assert [t.name for t in model.generator.inputs] == ["x_t", "t"]
     config = json.loads(json.dumps(model.schedule_config()))
     assert config["kind"] == "cosine" and config["timesteps"] == 1000
-    assert config["prediction"] == "epsilon" and config["null_label"] is None
+    assert config["prediction"] == "v" and config["null_label"] is None
     np.testing.assert_array_equal(NoiseSchedule.from_config(config).betas, config["betas"])
     with pytest.raises(ValueError, match="latent_dim"):
         zoo.build("ddpm", latent_dim=16)
@@ -300,8 +300,11 @@ def test_ddim_eta_0_is_deterministic_and_eta_or_ddpm_are_not(cddpm):
     np.testing.assert_array_equal(ddpm, run(1, sampler="ddpm", steps=4))
     assert np.abs(ddpm - run(2, sampler="ddpm", steps=4)).max() > 1e-3
     assert ddpm.min() >= -1 and ddpm.max() <= 1
-    np.testing.assert_array_equal(
-        cddpm.sample(3, labels=labels, seed=9), cddpm.sample(3, labels=labels, seed=9, batch_size=2)
+    # GroupNorm over groups of several channels (Keras' reshape + moments) rounds differently
+    # with the batch size, so batching changes the images by float32 round-off only
+    np.testing.assert_allclose(
+        cddpm.sample(3, labels=labels, seed=9), cddpm.sample(3, labels=labels, seed=9, batch_size=2),
+        atol=1e-5,
     )
 
 

@@ -261,7 +261,8 @@ def test_model_call_is_the_ema_denoiser_and_survives_save_load(tmp_path):
 DDPM_NON_DEFAULTS = {
     "base_filters": 12, "channel_multipliers": (1, 2), "blocks_per_level": 2, "attention": True,
     "schedule": "linear", "timesteps": 40, "schedule_params": {"beta_start": 2e-4},
-    "prediction": "v", "ema_decay": 0.99, "sampler": "ddpm", "sampling_steps": 7, "eta": 0.25,
+    "prediction": "epsilon", "ema_decay": 0.99, "unet": "classic", "min_group_channels": 2,
+    "loss_weighting": "none", "min_snr_gamma": 3.0, "sampler": "ddpm", "sampling_steps": 7, "eta": 0.25,
     "clip_denoised": False, "latent_dim": 16 * 16, "seed": 5,
 }
 CDDPM_NON_DEFAULTS = {**DDPM_NON_DEFAULTS, "label_dropout": 0.2, "guidance_scale": 3.5}

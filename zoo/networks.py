@@ -11,6 +11,8 @@ replicas so one step on N replicas equals one step on one device with the same g
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 from keras import layers
 
@@ -417,31 +419,61 @@ class SpatialSelfAttention(layers.Layer):
         return input_shape
 
 
-def _groups(channels: int, max_groups: int = 8) -> int:
-    """The most groups (up to max_groups) that divide `channels`, for GroupNormalization."""
-    return max(g for g in range(1, max_groups + 1) if channels % g == 0)
+def _groups(channels: int, max_groups: int = 8, min_channels: int = 1) -> int:
+    """The most groups (up to max_groups) that divide `channels` with at least `min_channels`
+    channels each, for GroupNormalization. min_channels=1 is the rule of U-Nets saved before
+    `min_group_channels` existed: at 8 channels it makes 8 one-channel groups, which erase any
+    per-channel constant -- the time/label embedding the residual block adds before its norm."""
+    fits = [g for g in range(1, max_groups + 1) if channels % g == 0 and channels // g >= min_channels]
+    return max(fits or [1])
 
 
-def _residual_block(h, embedding, filters: int, name: str):
+def _residual_block(h, embedding, filters: int, name: str, min_group_channels: int = 1):
     """GroupNorm-SiLU-Conv, + projected time(/label) embedding, GroupNorm-SiLU-Conv, + skip."""
-    x = layers.GroupNormalization(_groups(h.shape[-1]), name=f"{name}_norm1")(h)
+    def norm(x, suffix):
+        groups = _groups(x.shape[-1], min_channels=min_group_channels)
+        return layers.GroupNormalization(groups, name=f"{name}_{suffix}")(x)
+
+    x = norm(h, "norm1")
     x = layers.Activation("silu", name=f"{name}_act1")(x)
     x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv1")(x)
     e = layers.Dense(filters, name=f"{name}_embedding")(embedding)
     x = layers.Add(name=f"{name}_plus_embedding")(
         [x, layers.Reshape((1, 1, filters), name=f"{name}_embedding_map")(e)]
     )
-    x = layers.GroupNormalization(_groups(filters), name=f"{name}_norm2")(x)
+    x = norm(x, "norm2")
     x = layers.Activation("silu", name=f"{name}_act2")(x)
     x = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(x)
     skip = h if h.shape[-1] == filters else layers.Conv2D(filters, 1, name=f"{name}_skip")(h)
     return layers.Add(name=f"{name}_out")([skip, x])
 
 
-def _attention_block(h, name: str):
-    x = layers.GroupNormalization(_groups(h.shape[-1]), name=f"{name}_norm")(h)
+def _attention_block(h, name: str, min_group_channels: int = 1):
+    groups = _groups(h.shape[-1], min_channels=min_group_channels)
+    x = layers.GroupNormalization(groups, name=f"{name}_norm")(h)
     x = SpatialSelfAttention(name=f"{name}_attention")(x)
     return layers.Add(name=f"{name}_out")([h, x])
+
+
+# U-Net layouts: "classic" (Ho et al. 2020's: blocks_per_level + 1 decoder blocks per level, each
+# taking a skip from every encoder output incl. the stem and the downsamplers; the upsampling conv
+# keeps the lower level's channels) and "lean", sized for small images on CPUs: blocks_per_level
+# decoder blocks per level, skips from the encoder's residual blocks only, and the upsampling conv
+# already at the upper level's channels -- about 0.6x the multiply-adds at 28x28, most of them
+# cut at full resolution, where the time goes.
+UNET_LAYOUTS = ("classic", "lean")
+
+
+def check_unet_layout(layout: str) -> str:
+    if layout not in UNET_LAYOUTS:
+        raise ValueError(f"unet={layout!r} is not one of {list(UNET_LAYOUTS)}")
+    return layout
+
+
+def check_min_group_channels(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"min_group_channels must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def unet_denoiser(
@@ -452,6 +484,9 @@ def unet_denoiser(
     blocks_per_level: int = 1,
     attention: bool = False,
     name: str = "denoiser",
+    *,
+    unet: str = "classic",
+    min_group_channels: int = 1,
 ) -> keras.Model:
     """A small DDPM U-Net: [x_t, t [, label]] -> prediction with the shape of x_t.
 
@@ -461,9 +496,14 @@ def unet_denoiser(
     guidance uses. Each of the len(channel_multipliers) levels has `blocks_per_level` residual
     blocks (GroupNorm, SiLU, the embedding added in) at base_filters * multiplier channels; the
     resolution halves between levels (stride-2 conv) and doubles back (nearest + conv), with
-    skip connections. `attention=True` adds pixel self-attention at the lowest resolution.
+    skip connections laid out as `unet` says (UNET_LAYOUTS). `attention=True` adds pixel
+    self-attention at the lowest resolution. GroupNorm groups have at least
+    `min_group_channels` channels (1: the layout of U-Nets saved before the option existed).
     No batch statistics (GroupNorm), so examples are independent and replicas agree.
     """
+    check_unet_layout(unet)
+    min_group_channels = check_min_group_channels(min_group_channels)
+    lean = unet == "lean"
     height, width, channels = (int(d) for d in image_shape)
     multipliers = tuple(int(m) for m in channel_multipliers)
     levels = len(multipliers)
@@ -476,6 +516,12 @@ def unet_denoiser(
             f"(len(channel_multipliers)={levels}): height and width must be multiples of {factor}"
         )
     embedding_dim = 4 * base_filters
+
+    def block(h, filters, block_name):
+        return _residual_block(h, e, filters, block_name, min_group_channels)
+
+    def attend(h, block_name):
+        return _attention_block(h, block_name, min_group_channels)
 
     x_t = keras.Input(shape=(height, width, channels), name="x_t")
     t = keras.Input(shape=(), dtype="float32", name="t")
@@ -491,32 +537,35 @@ def unet_denoiser(
     e = layers.Activation("silu", name="embedding_act")(e)
 
     h = layers.Conv2D(base_filters, 3, padding="same", name="stem")(x_t)
-    skips = [h]
+    skips = [] if lean else [h]
     for level, multiplier in enumerate(multipliers):
-        for block in range(blocks_per_level):
-            h = _residual_block(h, e, base_filters * multiplier, f"down{level}_{block}")
+        for index in range(blocks_per_level):
+            h = block(h, base_filters * multiplier, f"down{level}_{index}")
             if attention and level == levels - 1:
-                h = _attention_block(h, f"down{level}_{block}_attn")
+                h = attend(h, f"down{level}_{index}_attn")
             skips.append(h)
         if level < levels - 1:
             h = layers.Conv2D(
                 h.shape[-1], 3, strides=2, padding="same", name=f"downsample{level}"
             )(h)
-            skips.append(h)
-    h = _residual_block(h, e, h.shape[-1], "middle0")
+            if not lean:
+                skips.append(h)
+    h = block(h, h.shape[-1], "middle0")
     if attention:
-        h = _attention_block(h, "middle_attn")
-    h = _residual_block(h, e, h.shape[-1], "middle1")
+        h = attend(h, "middle_attn")
+    h = block(h, h.shape[-1], "middle1")
     for level in reversed(range(levels)):
-        for block in range(blocks_per_level + 1):
-            h = layers.Concatenate(name=f"up{level}_{block}_concat")([h, skips.pop()])
-            h = _residual_block(h, e, base_filters * multipliers[level], f"up{level}_{block}")
+        for index in range(blocks_per_level + (0 if lean else 1)):
+            h = layers.Concatenate(name=f"up{level}_{index}_concat")([h, skips.pop()])
+            h = block(h, base_filters * multipliers[level], f"up{level}_{index}")
             if attention and level == levels - 1:
-                h = _attention_block(h, f"up{level}_{block}_attn")
+                h = attend(h, f"up{level}_{index}_attn")
         if level > 0:
             h = layers.UpSampling2D(2, interpolation="nearest", name=f"upsample{level}")(h)
-            h = layers.Conv2D(h.shape[-1], 3, padding="same", name=f"upsample{level}_conv")(h)
-    h = layers.GroupNormalization(_groups(h.shape[-1]), name="out_norm")(h)
+            upsampled = base_filters * multipliers[level - 1] if lean else h.shape[-1]
+            h = layers.Conv2D(upsampled, 3, padding="same", name=f"upsample{level}_conv")(h)
+    groups = _groups(h.shape[-1], min_channels=min_group_channels)
+    h = layers.GroupNormalization(groups, name="out_norm")(h)
     h = layers.Activation("silu", name="out_act")(h)
     prediction = layers.Conv2D(
         channels, 3, padding="same", name="prediction", dtype="float32"

@@ -18,7 +18,12 @@ from keras import ops
 
 from exporters.diffusion_pipeline import DiffusionPipeline
 from exporters.diffusion_samplers import Sampler
-from exporters.diffusion_schedules import PREDICTIONS, SCHEDULES, NoiseSchedule
+from exporters.diffusion_schedules import (
+    PREDICTIONS,
+    SCHEDULES,
+    NoiseSchedule,
+    check_loss_weighting,
+)
 from zoo import networks
 from zoo.base import (
     DEFAULT_SAMPLE_BATCH,
@@ -28,6 +33,11 @@ from zoo.base import (
     unpack_batch,
 )
 from zoo.registry import register
+
+# The defaults of options that a short CPU run trains faster with (tools/bench_diffusion_recipe.py
+# measured them on Fashion-MNIST).
+RECIPE = {"unet": "lean", "min_group_channels": 4, "prediction": "v",
+          "loss_weighting": "min_snr", "min_snr_gamma": 5.0, "sampling_steps": 50}
 
 
 class _FunctionCache:
@@ -41,7 +51,9 @@ class _FunctionCache:
 class DiffusionModel(GenerativeModel):
     """Shared by DDPM and CDDPM. Loss per image: mean over pixels of (denoiser - target)^2 at a
     uniformly drawn t, with target the noise (`prediction="epsilon"`), v (`"v"`) or x_0
-    (`"sample"`). EMA of the weights (`ema_decay`, warmed up as min(decay, (1+n)/(10+n)) after
+    (`"sample"`), times a per-t weight (`loss_weighting`: "none", or "min_snr": Hang et al.
+    2023's min(SNR_t, min_snr_gamma) over the prediction's own SNR factor, which stops the
+    low-noise steps from dominating and converges in fewer steps). EMA of the weights (`ema_decay`, warmed up as min(decay, (1+n)/(10+n)) after
     n updates) is kept in `ema_denoiser`, which is `generator` and what sampling uses.
     """
 
@@ -66,15 +78,19 @@ class DiffusionModel(GenerativeModel):
         channel_multipliers=(1, 2, 2),
         blocks_per_level: int = 1,
         attention: bool = False,
+        unet: str = RECIPE["unet"],
+        min_group_channels: int = RECIPE["min_group_channels"],
         schedule: str = "cosine",
         timesteps: int = 1000,
         schedule_params=None,
-        prediction: str = "epsilon",
+        prediction: str = RECIPE["prediction"],
+        loss_weighting: str = RECIPE["loss_weighting"],
+        min_snr_gamma: float = RECIPE["min_snr_gamma"],
         ema_decay: float = 0.999,
         label_dropout: float = 0.1,
         guidance_scale: float = 1.0,
         sampler: str = "ddim",
-        sampling_steps: int = 50,
+        sampling_steps: int = RECIPE["sampling_steps"],
         eta: float = 0.0,
         clip_denoised: bool = True,
         latent_dim=None,
@@ -95,6 +111,7 @@ class DiffusionModel(GenerativeModel):
             raise ValueError(f"schedule={schedule!r} is not one of {sorted(SCHEDULES)}")
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction={prediction!r} is not one of {sorted(PREDICTIONS)}")
+        check_loss_weighting(loss_weighting, min_snr_gamma)
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
         if not 0.0 <= label_dropout <= 1.0:
@@ -103,6 +120,10 @@ class DiffusionModel(GenerativeModel):
         self.channel_multipliers = tuple(int(m) for m in channel_multipliers)
         self.blocks_per_level = int(blocks_per_level)
         self.attention = bool(attention)
+        self.unet = networks.check_unet_layout(unet)
+        self.min_group_channels = networks.check_min_group_channels(min_group_channels)
+        self.loss_weighting = loss_weighting
+        self.min_snr_gamma = float(min_snr_gamma)
         self.noise_schedule = NoiseSchedule(schedule, timesteps, **dict(schedule_params or {}))
         self.schedule = schedule
         self.timesteps = self.noise_schedule.timesteps
@@ -128,7 +149,8 @@ class DiffusionModel(GenerativeModel):
         return networks.unet_denoiser(
             self.image_shape, num_classes=self.num_classes, base_filters=self.base_filters,
             channel_multipliers=self.channel_multipliers, blocks_per_level=self.blocks_per_level,
-            attention=self.attention, name=name,
+            attention=self.attention, name=name, unet=self.unet,
+            min_group_channels=self.min_group_channels,
         )
 
     @property
@@ -156,10 +178,14 @@ class DiffusionModel(GenerativeModel):
             channel_multipliers=list(self.channel_multipliers),
             blocks_per_level=self.blocks_per_level,
             attention=self.attention,
+            unet=self.unet,
+            min_group_channels=self.min_group_channels,
             schedule=self.schedule,
             timesteps=self.timesteps,
             schedule_params=dict(self.schedule_params),
             prediction=self.prediction,
+            loss_weighting=self.loss_weighting,
+            min_snr_gamma=self.min_snr_gamma,
             ema_decay=self.ema_decay,
             sampler=self.sampler,
             sampling_steps=self.sampling_steps,
@@ -167,6 +193,14 @@ class DiffusionModel(GenerativeModel):
             clip_denoised=self.clip_denoised,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Saved before these keys existed: those U-Nets had the classic layout and one-channel
+        # norm groups at 8 channels, and trained unweighted.
+        legacy = {"unet": "classic", "min_group_channels": 1, "loss_weighting": "none",
+                  "min_snr_gamma": 5.0}
+        return super().from_config({**legacy, **config})
 
     def default_optimizer(self, role):
         return keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=1e-4)
@@ -223,7 +257,13 @@ class DiffusionModel(GenerativeModel):
         target = schedule.prediction_target(self.prediction, images, noise, t, xp=ops)
         inputs = [x_t, ops.cast(t, "float32")] + ([labels] if self.num_classes else [])
         output = ops.cast(self.denoiser(inputs, training=training), "float32")
-        return ops.mean(ops.square(output - target), axis=(1, 2, 3))
+        error = ops.mean(ops.square(output - target), axis=(1, 2, 3))
+        if self.loss_weighting == "none":
+            return error
+        weights = schedule.loss_weights(
+            self.loss_weighting, self.prediction, t, gamma=self.min_snr_gamma, xp=ops
+        )
+        return error * ops.reshape(weights, (-1,))
 
     def train_step(self, data):
         images, labels = unpack_batch(data)
@@ -428,13 +468,17 @@ class DDPM(DiffusionModel):
         channel_multipliers=(1, 2, 2),
         blocks_per_level: int = 1,
         attention: bool = False,
+        unet: str = RECIPE["unet"],
+        min_group_channels: int = RECIPE["min_group_channels"],
         schedule: str = "cosine",
         timesteps: int = 1000,
         schedule_params=None,
-        prediction: str = "epsilon",
+        prediction: str = RECIPE["prediction"],
+        loss_weighting: str = RECIPE["loss_weighting"],
+        min_snr_gamma: float = RECIPE["min_snr_gamma"],
         ema_decay: float = 0.999,
         sampler: str = "ddim",
-        sampling_steps: int = 50,
+        sampling_steps: int = RECIPE["sampling_steps"],
         eta: float = 0.0,
         clip_denoised: bool = True,
         latent_dim=None,
@@ -443,8 +487,10 @@ class DDPM(DiffusionModel):
     ):
         super().__init__(
             image_shape, 0, base_filters=base_filters, channel_multipliers=channel_multipliers,
-            blocks_per_level=blocks_per_level, attention=attention, schedule=schedule,
-            timesteps=timesteps, schedule_params=schedule_params, prediction=prediction,
+            blocks_per_level=blocks_per_level, attention=attention, unet=unet,
+            min_group_channels=min_group_channels, schedule=schedule, timesteps=timesteps,
+            schedule_params=schedule_params, prediction=prediction,
+            loss_weighting=loss_weighting, min_snr_gamma=min_snr_gamma,
             ema_decay=ema_decay, label_dropout=0.0, guidance_scale=1.0, sampler=sampler,
             sampling_steps=sampling_steps, eta=eta, clip_denoised=clip_denoised,
             latent_dim=latent_dim, seed=seed, **kwargs,
@@ -469,15 +515,19 @@ class CDDPM(DiffusionModel):
         channel_multipliers=(1, 2, 2),
         blocks_per_level: int = 1,
         attention: bool = False,
+        unet: str = RECIPE["unet"],
+        min_group_channels: int = RECIPE["min_group_channels"],
         schedule: str = "cosine",
         timesteps: int = 1000,
         schedule_params=None,
-        prediction: str = "epsilon",
+        prediction: str = RECIPE["prediction"],
+        loss_weighting: str = RECIPE["loss_weighting"],
+        min_snr_gamma: float = RECIPE["min_snr_gamma"],
         ema_decay: float = 0.999,
         label_dropout: float = 0.1,
         guidance_scale: float = 2.0,
         sampler: str = "ddim",
-        sampling_steps: int = 50,
+        sampling_steps: int = RECIPE["sampling_steps"],
         eta: float = 0.0,
         clip_denoised: bool = True,
         latent_dim=None,
@@ -487,8 +537,10 @@ class CDDPM(DiffusionModel):
         super().__init__(
             image_shape, num_classes, base_filters=base_filters,
             channel_multipliers=channel_multipliers, blocks_per_level=blocks_per_level,
-            attention=attention, schedule=schedule, timesteps=timesteps,
-            schedule_params=schedule_params, prediction=prediction, ema_decay=ema_decay,
+            attention=attention, unet=unet, min_group_channels=min_group_channels,
+            schedule=schedule, timesteps=timesteps, schedule_params=schedule_params,
+            prediction=prediction, loss_weighting=loss_weighting, min_snr_gamma=min_snr_gamma,
+            ema_decay=ema_decay,
             label_dropout=label_dropout, guidance_scale=guidance_scale, sampler=sampler,
             sampling_steps=sampling_steps, eta=eta, clip_denoised=clip_denoised,
             latent_dim=latent_dim, seed=seed, **kwargs,
