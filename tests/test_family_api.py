@@ -112,7 +112,7 @@ NON_DEFAULTS = {
     CGAN: {
         "architecture": "mlp", "base_filters": 12, "upsampling": "resize",
         "conditioning": "embedding", "embedding_dim": 7, "ema_decay": 0.5, "augment": "cutout",
-        "gan_loss": "hinge", "spectral_norm": True, "r1_weight": 0.5, "seed": 5,
+        "gan_loss": "nonsaturating", "spectral_norm": False, "r1_weight": 0.5, "seed": 5,
     },
     WGANGP: {
         "architecture": "mlp", "base_filters": 12, "upsampling": "resize", "n_critic": 3,

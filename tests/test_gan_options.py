@@ -17,6 +17,9 @@ from zoo.gan import CGAN, GAN
 from zoo.wgan_gp import WGANGP
 
 TINY = {"latent_dim": 8, "base_filters": 8, "seed": 3}
+# Every option off, whatever the family defaults are: each test turns on what it checks.
+OFF = {"ema_decay": 0.0, "augment": "", "gan_loss": "nonsaturating", "spectral_norm": False,
+       "r1_weight": 0.0}
 
 
 def numpy(x):
@@ -29,7 +32,7 @@ def digits(n=32):
 
 
 def tiny_cgan(**options):
-    return zoo.build("cgan", image_shape=(28, 28, 1), num_classes=10, **TINY, **options)
+    return zoo.build("cgan", image_shape=(28, 28, 1), num_classes=10, **TINY, **{**OFF, **options})
 
 
 def fit(model, n=32, batch_size=16, epochs=1, callbacks=()):
@@ -387,3 +390,17 @@ def test_zoo_train_takes_the_options_as_model_arguments():
     model = tiny_cgan(**kwargs)
     assert (model.ema_decay, model.augment, model.spectral_norm, model.gan_loss,
             model.r1_weight) == (0.999, "translation,cutout", True, "hinge", 0.1)
+
+
+def test_defaults_are_the_measured_ones():
+    """CGAN's from tools/bench_gan_options.py; GAN and WGAN-GP were not measured: all off."""
+    cgan = zoo.build("cgan", latent_dim=8, base_filters=8)
+    assert (cgan.ema_decay, cgan.augment, cgan.gan_loss, cgan.spectral_norm, cgan.r1_weight) == (
+        0.999, "", "hinge", True, 0.0
+    )
+    for name in ("gan", "wgan_gp"):
+        model = zoo.build(name, latent_dim=8, base_filters=8)
+        assert (model.ema_decay, model.augment, model.spectral_norm, model.r1_weight) == (
+            0.0, "", False, 0.0
+        ), name
+    assert zoo.build("gan").gan_loss == "nonsaturating"
