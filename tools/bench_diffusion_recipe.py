@@ -200,15 +200,17 @@ class Scorer:
     def __call__(self, model, **options) -> dict:
         import numpy as np
 
-        labels = np.arange(self.n) % 10
+        labels = np.arange(self.n) % 10 if model.num_classes else None
         started = time.perf_counter()
         images = model.sample(self.n, labels=labels, seed=0, **options)
         seconds = time.perf_counter() - started
         features, predicted = self.classifier.embed(images)
-        return {"fid": self.evaluate.frechet_distance(self.real, features),
-                "class_consistency": self.evaluate.class_consistency(labels, predicted, 10)[
-                    "overall"],
-                "sample_seconds": seconds, "n": self.n, **options}
+        score = {"fid": self.evaluate.frechet_distance(self.real, features),
+                 "sample_seconds": seconds, "n": self.n, **options}
+        if labels is not None:
+            score["class_consistency"] = self.evaluate.class_consistency(
+                labels, predicted, 10)["overall"]
+        return score
 
 
 def curve(args):
@@ -301,6 +303,41 @@ def gan(args):
     write(result, lines, "diffusion_gan_reference")
 
 
+def report(args):
+    """One summary of the files the other parts wrote (whichever exist)."""
+    def load(name):
+        path = OUT / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    speed_rows = {(r["recipe"], r["precision"]): r for r in (load("diffusion_speed") or {})
+                  .get("rows", [])}
+    quiet = args.old_quiet_seconds_per_step
+    lines = [("Old default cddpm against the new one on Fashion-MNIST (batch 128). Quiet-machine "
+             f"minutes = steps x {quiet} s/step (the issue's measurement of the old default) / "
+             "the measured speed ratio; the wall minutes of this busy machine are in the "
+             "curve files."), "",
+             "| recipe | x old speed (float32) | steps | est. quiet min | FID | class consistency |",
+             "|---|---:|---:|---:|---:|---:|"]
+    summary = {"old_quiet_seconds_per_step": quiet, "rows": []}
+    for recipe in ("old", "new"):
+        curve_result = load(f"diffusion_curve_{recipe}_float32")
+        ratio = (speed_rows.get((recipe, "float32")) or {}).get("speedup_vs_first")
+        for point in (curve_result or {}).get("points", []):
+            minutes = point["optimizer_steps"] * quiet / (ratio or float("nan")) / 60
+            summary["rows"].append({"recipe": recipe, "speedup": ratio, "quiet_minutes": minutes,
+                                    **point})
+            lines.append(f"| {recipe} | {ratio or float('nan'):.2f} | {point['optimizer_steps']} | "
+                         f"{minutes:.1f} | {point['fid']:.2f} | "
+                         f"{point['class_consistency']:.3f} |")
+    gan_result = load("diffusion_gan_reference")
+    if gan_result:
+        summary["gan"] = gan_result
+        lines += ["", (f"gan, 5 epochs (2,340 steps): FID {gan_result['fid']:.2f}, class "
+                  f"consistency not applicable; {gan_result.get('train_seconds', 0) / 60:.1f} "
+                  "wall minutes on this busy machine (about 11 when quiet).")]
+    write(summary, lines, "diffusion_recipe")
+
+
 def classifier_settings(args) -> dict:
     """zoo.evaluate's default classifier takes about 68 min to train on 2 cores; a shorter
     one (same architecture, cached under its own key) ranks runs alike for a comparison."""
@@ -342,6 +379,8 @@ def parse_args():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classifier-epochs", type=int, default=3)
     p.add_argument("--classifier-max-train", type=int, default=20000)
+    p = sub.add_parser("report")
+    p.add_argument("--old-quiet-seconds-per-step", type=float, default=2.1)
     p = sub.add_parser("gan")
     p.add_argument("run")
     p.add_argument("--classifier-epochs", type=int, default=3)
@@ -354,7 +393,7 @@ def parse_args():
 def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args()
-    {"profile": profile, "speed": speed, "curve": curve, "gan": gan}[args.command](args)
+    {"profile": profile, "speed": speed, "curve": curve, "gan": gan, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":
