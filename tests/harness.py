@@ -110,6 +110,9 @@ NO_GRADIENT = {
     # a Wasserstein critic's output bias cancels in D(real) - D(fake), and the gradient penalty
     # sees only gradients w.r.t. the input
     "wgan_gp": r"logit/bias",
+    # the hinge loss (CGAN's default) is linear in the logit while every |logit| < 1, as it is
+    # in these few steps of a spectrally normalized D: the bias cancels as in WGAN-GP's critic
+    "cgan": r"logit_sn/logit/bias",
 }
 
 
