@@ -103,7 +103,7 @@ def main():
             row = {"model": label, "train_seconds": round(seconds, 1),
                    **{k: scores[k] for k in ("fid", "precision", "recall")}}
             if "class_consistency" in result:
-                row["class_consistency"] = result["class_consistency"].get("accuracy")
+                row["class_consistency"] = result["class_consistency"].get("overall")
             report["results"].append(row)
             print(row, flush=True)
             if family != "stylegan":
