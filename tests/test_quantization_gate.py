@@ -181,7 +181,7 @@ def test_int8_is_not_offered_for_diffusion_and_says_why(tmp_path):
     with pytest.raises(ValueError) as refused:
         exporters.export(model, tmp_path / "export", formats=("tflite",), quantize="int8")
     assert str(refused.value).startswith("quantize='int8' is not offered for cddpm: ")
-    assert "errs by up to 1.5 on the predicted noise" in str(refused.value)
+    assert "errs by up to 2.0 on its prediction" in str(refused.value)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -61,12 +61,12 @@ class DiffusionModel(GenerativeModel):
     tracker_names = ("loss",)
     generator_output = "prediction"
     # Read by exporters.export (which never imports zoo). Measured on the default cddpm
-    # denoiser (tools/bench_export.py, bench-results/export): LiteRT int8 runs 3.8x float32 at
-    # batch 256 but errs by up to 1.5 on the predicted noise (tolerance 0.2), an error every
+    # denoiser (tools/bench_export.py, bench-results/export): LiteRT int8 runs 2.8x float32 at
+    # batch 256 but errs by up to 2.0 on its prediction (tolerance 0.2), an error every
     # sampling step adds to: GroupNorm and attention activations do not fit one int8 scale.
     quantizations_not_offered = {
-        "int8": "its int8 denoiser runs 3.8x faster than float32 but errs by up to 1.5 on the "
-                "predicted noise (tolerance 0.2), and every sampling step adds to that error",
+        "int8": "its int8 denoiser runs 2.8x faster than float32 but errs by up to 2.0 on its "
+                "prediction (tolerance 0.2), and every sampling step adds to that error",
     }
 
     def __init__(
