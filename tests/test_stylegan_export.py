@@ -35,12 +35,13 @@ class StandIn:
         self.latent_dim, self.w_dim, self.num_ws = LATENT, W_DIM, NUM_WS
         self.num_classes, self.image_shape = num_classes, tuple(image_shape)
         z = keras.Input((LATENT,), name="z")
-        inputs, h = [z], z
+        inputs, h = [z], z  # a one-input model takes a tensor, not a list (as zoo's networks)
         if num_classes:
             label = keras.Input((), dtype="int32", name="label")
             inputs.append(label)
             h = keras.layers.Concatenate()([z, keras.layers.Embedding(num_classes, 4)(label)])
         h = keras.layers.Dense(16, activation="leaky_relu")(h)
+        inputs = inputs if num_classes else z
         self.mapping = keras.Model(inputs, keras.layers.Dense(W_DIM)(h), name="mapping")
         ws = keras.Input((NUM_WS, W_DIM), name="ws")
         x = keras.layers.Dense(32, activation="leaky_relu")(keras.layers.Flatten()(ws))
