@@ -8,4 +8,4 @@ from zoo import distribute
 
 distribute.split_cpu(2)
 
-from browser_fixtures import browser, page  # noqa: E402,F401  (fixtures for the browser tests)
+from browser_fixtures import browser, page  # noqa: F401  (fixtures for the browser tests)

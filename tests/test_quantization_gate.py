@@ -197,3 +197,15 @@ def test_cli_export_takes_tflite_batch_sizes(model, tmp_path, capsys):
         cli.main(["export", str(tmp_path / "m.keras"), "--tflite-batch-sizes", "0,a"])
     assert "TFLite batch sizes must be positive integers or 'dynamic', got '0,a'" in (
         capsys.readouterr().err)
+
+
+def test_int8_is_not_offered_for_stylegan(tmp_path):
+    import exporters
+    import zoo
+
+    model = zoo.build("stylegan", image_shape=(16, 16, 1), num_classes=0, latent_dim=8, w_dim=8,
+                      base_filters=4, max_filters=8, d_base_filters=4, seed=0)
+    with pytest.raises(ValueError, match="quantize='int8' is not offered for stylegan: its int8 "
+                                         "synthesis network is 0.6-1.1 off"):
+        exporters.export(model, tmp_path / "export", formats=("tflite",), quantize="int8")
+    assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,8 @@ second SavedModel signature. All three sample with the one loop of `exporters.di
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -57,14 +59,14 @@ class DiffusionModel(GenerativeModel):
     n updates) is kept in `ema_denoiser`, which is `generator` and what sampling uses.
     """
 
-    optimizer_roles = {"optimizer": "denoiser"}
+    optimizer_roles: ClassVar[dict] = {"optimizer": "denoiser"}
     tracker_names = ("loss",)
     generator_output = "prediction"
     # Read by exporters.export (which never imports zoo). Measured on the default cddpm
     # denoiser (tools/bench_export.py, bench-results/export): LiteRT int8 runs 2.8x float32 at
     # batch 256 but errs by up to 2.0 on its prediction (tolerance 0.2), an error every
     # sampling step adds to: GroupNorm and attention activations do not fit one int8 scale.
-    quantizations_not_offered = {
+    quantizations_not_offered: ClassVar[dict] = {
         "int8": "its int8 denoiser runs 2.8x faster than float32 but errs by up to 2.0 on its "
                 "prediction (tolerance 0.2), and every sampling step adds to that error",
     }
