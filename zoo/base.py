@@ -387,11 +387,16 @@ class GenerativeModel(keras.Model):
                  truncation=1.0, mix=None, edits=None) -> np.ndarray:
         """Run the generator on given latents (and labels) in inference mode."""
         check_no_style_controls(self.family, truncation, mix, edits)
+        return self.run_in_batches(self.generator, z, labels, batch_size)
+
+    def run_in_batches(self, network, z, labels=None,
+                       batch_size: int = DEFAULT_SAMPLE_BATCH) -> np.ndarray:
+        """network(z [, labels]) in inference mode, `batch_size` rows at a time, as float32 numpy."""
         outputs = []
         for start in range(0, len(z), batch_size):
             inputs = self.with_labels(
                 z[start : start + batch_size],
                 None if labels is None else labels[start : start + batch_size],
             )
-            outputs.append(keras.ops.convert_to_numpy(self.generator(inputs, training=False)))
+            outputs.append(keras.ops.convert_to_numpy(network(inputs, training=False)))
         return np.concatenate(outputs).astype(np.float32)

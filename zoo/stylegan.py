@@ -323,14 +323,7 @@ class StyleGAN(AdversarialModel):
     # ---- sampling with the controls -----------------------------------------------------
     def map(self, z, labels=None, batch_size: int = DEFAULT_SAMPLE_BATCH) -> np.ndarray:
         """w = mapping(z [, labels]) as float32 numpy, in batches (the EMA mapping)."""
-        out = []
-        for start in range(0, len(z), batch_size):
-            inputs = self.with_labels(
-                z[start:start + batch_size],
-                None if labels is None else labels[start:start + batch_size],
-            )
-            out.append(keras.ops.convert_to_numpy(self.mapping(inputs, training=False)))
-        return np.concatenate(out).astype(np.float32)
+        return self.run_in_batches(self.mapping, z, labels, batch_size)
 
     def synthesize(self, ws, batch_size: int = DEFAULT_SAMPLE_BATCH) -> np.ndarray:
         """images = synthesis(ws) as float32 numpy, in batches."""
