@@ -26,8 +26,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One browser per test module: Playwright's sync API keeps an event loop running in this
+    thread while it is open, which would break asyncio.run in later modules' tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
+from exporters.run_folder import RunFolder
 from zoo import train as zoo_train
 
 ZOO = [str(Path(sys.executable).with_name("zoo"))]
@@ -208,7 +209,8 @@ def test_a_signal_leaves_an_interrupted_run_that_resumes(tmp_path, sig):
     )
     try:
         deadline = time.monotonic() + 240
-        while not (run / "grids" / "epoch-001.png").exists():  # epoch 1 is backed up by then
+        # the backup is an epoch's last write (its metadata after its state): wait for it
+        while not (RunFolder(run).backup_dir / "training_metadata.json").exists():
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no epoch finished in 240 s"
             time.sleep(0.05)

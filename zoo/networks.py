@@ -118,7 +118,11 @@ UPSAMPLING_BLOCKS = {"transpose": _transpose_block, "resize": _resize_block}
 def _spectral(layer: layers.Layer, spectral_norm: bool) -> layers.Layer:
     """`layer`, or Keras' SpectralNormalization of it: in training each call divides the kernel
     by its largest singular value (one power iteration), keeping D about 1-Lipschitz."""
-    return layers.SpectralNormalization(layer, name=f"{layer.name}_sn") if spectral_norm else layer
+    if not spectral_norm:
+        return layer
+    # the power iteration in float32 whatever the policy: under mixed_float16 it overflowed
+    # float16 while normalizing the kernel (numpy "overflow encountered in cast")
+    return layers.SpectralNormalization(layer, name=f"{layer.name}_sn", dtype="float32")
 
 
 def dcgan_discriminator(
