@@ -110,9 +110,10 @@ NON_DEFAULTS = {
         "r1_weight": 0.5, "seed": 5,
     },
     CGAN: {
-        "architecture": "mlp", "base_filters": 12, "upsampling": "resize",
+        "architecture": "mlp", "base_filters": 12, "upsampling": "transpose",
         "conditioning": "embedding", "embedding_dim": 7, "ema_decay": 0.5, "augment": "cutout",
-        "gan_loss": "nonsaturating", "spectral_norm": False, "r1_weight": 0.5, "seed": 5,
+        "gan_loss": "nonsaturating", "spectral_norm": False, "r1_weight": 0.5,
+        "class_loss_weight": 0.0, "class_norm": False, "seed": 5,
     },
     WGANGP: {
         "architecture": "mlp", "base_filters": 12, "upsampling": "resize", "n_critic": 3,

@@ -1,4 +1,5 @@
-"""The GAN training options: generator EMA, DiffAugment, hinge loss, spectral norm, R1.
+"""The GAN training options: generator EMA, DiffAugment, hinge loss, spectral norm, R1, and the
+auxiliary class loss (AC-GAN).
 
 Closed forms for the pure functions (zoo.augment, zoo.losses), the EMA against a numpy average
 of the raw weights recorded after each step, what sampling/export/saving see, 1-vs-2-replica
@@ -19,7 +20,7 @@ from zoo.wgan_gp import WGANGP
 TINY = {"latent_dim": 8, "base_filters": 8, "seed": 3}
 # Every option off, whatever the family defaults are: each test turns on what it checks.
 OFF = {"ema_decay": 0.0, "augment": "", "gan_loss": "nonsaturating", "spectral_norm": False,
-       "r1_weight": 0.0}
+       "r1_weight": 0.0, "class_loss_weight": 0.0}
 
 
 def numpy(x):
@@ -319,6 +320,83 @@ def test_the_model_adds_half_gamma_times_r1_to_the_discriminator_loss():
     assert tiny_cgan().with_r1(base, real, labels) is base
 
 
+# ---- auxiliary class loss (AC-GAN) --------------------------------------------------------------
+def test_auxiliary_class_loss_is_the_cross_entropy_of_the_class_head():
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], np.float32)
+    labels = np.array([0, 1], np.int32)
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(numpy(losses.auxiliary_class_loss(labels, logits)),
+                               -log_softmax[[0, 1], labels], rtol=1e-6)
+
+
+def test_the_class_head_adds_weighted_cross_entropy_to_both_losses():
+    weight = 0.5
+    model = tiny_cgan(class_loss_weight=weight)
+    images, labels = digits(4)
+    real, labels = tf.constant(images), tf.constant(labels)
+    scores, class_logits = model.discriminate_and_classify(real, labels, False)
+    assert tuple(scores.shape) == (4,) and tuple(class_logits.shape) == (4, 10)
+    np.testing.assert_allclose(numpy(model.discriminate(real, labels, False)), numpy(scores))
+    base = tf.constant([1.0, 2.0, 3.0, 4.0])
+    expected = base.numpy() + weight * numpy(losses.auxiliary_class_loss(labels, class_logits))
+    np.testing.assert_allclose(numpy(model.with_class_loss(base, labels, class_logits)),
+                               expected, rtol=1e-6)
+    plain = tiny_cgan()
+    assert plain.discriminate_and_classify(real, labels, False)[1] is None
+    assert plain.with_class_loss(base, labels, None) is base
+
+
+def test_the_class_head_teaches_d_the_classes_and_g_never_exports_it(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = tiny_cgan(class_loss_weight=1.0)
+    model.compile()
+    images, labels = digits(256)
+
+    def class_loss():
+        _, logits = model.discriminate_and_classify(images, labels, False)
+        return float(np.mean(numpy(losses.auxiliary_class_loss(labels, logits))))
+
+    before = class_loss()
+    fit(model, n=256, batch_size=32, epochs=8)
+    assert class_loss() < 0.9 * before  # D learns to read the digits (untrained: ln 10 = 2.3)
+    path = tmp_path / "ac.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.class_loss_weight == 1.0
+    inputs = model.example_generator_inputs(2, seed=0)
+    np.testing.assert_allclose(numpy(loaded.generator(inputs)), numpy(model.generator(inputs)),
+                               atol=1e-6)
+    assert [o.shape for o in model.generator.outputs] == [(None, 28, 28, 1)]
+
+
+# ---- class-conditional batch norm in G --------------------------------------------------------
+def test_class_norm_scales_and_shifts_each_class_by_its_own_table_row():
+    model = tiny_cgan(class_norm=True)
+    generator = model.generator
+    scale = generator.get_layer("project_bn_class_scale")
+    shift = generator.get_layer("project_bn_class_shift")
+    assert not np.any(numpy(scale.embeddings)) and not np.any(numpy(shift.embeddings))
+    normalized = keras.Model(generator.inputs, generator.get_layer("project_bn").output)
+    conditioned = keras.Model(generator.inputs, generator.get_layer("project_bn_shifted").output)
+    z = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    labels = np.array([3, 5, 3, 5], np.int32)
+    np.testing.assert_allclose(numpy(conditioned([z, labels])), numpy(normalized([z, labels])))
+    gamma = np.zeros(scale.embeddings.shape, np.float32)
+    beta = np.zeros(shift.embeddings.shape, np.float32)
+    gamma[3], beta[3] = 0.5, -0.25
+    scale.embeddings.assign(gamma)
+    shift.embeddings.assign(beta)
+    h = numpy(normalized([z, labels]))
+    expected = np.where((labels == 3)[:, None], 1.5 * h - 0.25, h)
+    np.testing.assert_allclose(numpy(conditioned([z, labels])), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family, kwargs", [("gan", {}), ("cgan", {"architecture": "mlp"})])
+def test_class_norm_needs_a_conditional_dcgan(family, kwargs):
+    with pytest.raises(ValueError, match=r"class_norm=True needs a conditional dcgan.*num_classes"):
+        zoo.build(family, class_norm=True, **kwargs)
+
+
 # ---- spectral normalization ------------------------------------------------------------------
 def test_spectral_norm_wraps_only_the_discriminator_and_bounds_its_kernels(tmp_path):
     keras.utils.set_random_seed(0)
@@ -352,6 +430,8 @@ def test_spectral_norm_wraps_only_the_discriminator_and_bounds_its_kernels(tmp_p
     ({"r1_weight": float("nan")}, r"r1_weight .*got nan"),
     ({"gan_loss": "wasserstein"}, r"gan_loss='wasserstein' is not one of \['hinge', 'nons"),
     ({"spectral_norm": "yes"}, r"spectral_norm must be True or False, got 'yes'"),
+    ({"class_loss_weight": -0.5}, r"class_loss_weight must be a number >= 0, got -0.5"),
+    ({"class_norm": "yes"}, r"class_norm must be True or False, got 'yes'"),
 ])
 @pytest.mark.parametrize("family", ["gan", "cgan", "wgan_gp"])
 def test_bad_options_are_one_clear_error(family, kwargs, message):
@@ -359,6 +439,15 @@ def test_bad_options_are_one_clear_error(family, kwargs, message):
         message = r"wgan_gp always trains with the Wasserstein loss: gan_loss='wasserstein'"
     with pytest.raises(ValueError, match=message):
         zoo.build(family, **kwargs)
+
+
+@pytest.mark.parametrize("family, kwargs", [
+    ("gan", {}), ("wgan_gp", {}), ("cgan", {"architecture": "mlp"}),
+])
+def test_a_class_head_needs_a_conditional_dcgan(family, kwargs):
+    with pytest.raises(ValueError, match=r"class_loss_weight=1.0 needs a conditional dcgan.*"
+                                         r"num_classes="):
+        zoo.build(family, class_loss_weight=1.0, **kwargs)
 
 
 @pytest.mark.parametrize("cls", [GAN, CGAN, WGANGP])
@@ -395,9 +484,12 @@ def test_zoo_train_takes_the_options_as_model_arguments():
 def test_defaults_are_the_measured_ones():
     """CGAN's from tools/bench_gan_options.py; GAN and WGAN-GP were not measured: all off."""
     cgan = zoo.build("cgan", latent_dim=8, base_filters=8)
-    assert (cgan.ema_decay, cgan.augment, cgan.gan_loss, cgan.spectral_norm, cgan.r1_weight) == (
-        0.999, "", "hinge", True, 0.0
+    assert (cgan.ema_decay, cgan.augment, cgan.gan_loss, cgan.spectral_norm, cgan.r1_weight,
+            cgan.class_loss_weight, cgan.class_norm, cgan.upsampling) == (
+        0.999, "", "hinge", True, 0.0, 1.0, True, "resize"
     )
+    mlp = zoo.build("cgan", architecture="mlp", latent_dim=8)  # no class head/norm layers there
+    assert (mlp.class_loss_weight, mlp.class_norm) == (0.0, False)
     for name in ("gan", "wgan_gp"):
         model = zoo.build(name, latent_dim=8, base_filters=8)
         assert (model.ema_decay, model.augment, model.spectral_norm, model.r1_weight) == (

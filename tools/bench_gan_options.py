@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 OFF = {"ema_decay": 0.0, "augment": "", "gan_loss": "nonsaturating", "spectral_norm": False,
-       "r1_weight": 0.0}
+       "r1_weight": 0.0, "class_loss_weight": 0.0, "class_norm": False,
+       "upsampling": "transpose"}
 CONFIGS = {
     "baseline": {},
     "ema": {"ema_decay": 0.999},
@@ -34,6 +35,24 @@ CONFIGS = {
     "ema_hinge_sn": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True},
     "ema_hinge_sn_r1": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
                         "r1_weight": 0.1},
+    "ema_hinge_sn_ac": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
+                        "class_loss_weight": 1.0},
+    "ema_hinge_sn_ac_resize": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
+                               "class_loss_weight": 1.0, "upsampling": "resize"},
+    "ema_hinge_sn_ac05_resize": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
+                                 "class_loss_weight": 0.5, "upsampling": "resize"},
+    "ema_hinge_sn_ac_resize_cbn": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
+                                   "class_loss_weight": 1.0, "upsampling": "resize",
+                                   "class_norm": True},
+    "ema_hinge_sn_ac05_resize_cbn": {"ema_decay": 0.999, "gan_loss": "hinge",
+                                     "spectral_norm": True, "class_loss_weight": 0.5,
+                                     "upsampling": "resize", "class_norm": True},
+    "ema_hinge_sn_resize_cbn": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
+                                "upsampling": "resize", "class_norm": True},
+    "ema_hinge_sn_ac3": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
+                         "class_loss_weight": 3.0},
+    "ema_hinge_sn_ac02": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
+                          "class_loss_weight": 0.2},
 }
 
 

@@ -30,6 +30,15 @@ def nonsaturating_discriminator_loss(real_logits, fake_logits):
     return ops.softplus(-real_logits) + ops.softplus(fake_logits)
 
 
+def auxiliary_class_loss(labels, class_logits):
+    """Cross-entropy of the discriminator's class head against the labels (AC-GAN, Odena et
+    al. 2017): D learns it on real images, G on its own, which pushes G towards images that
+    read as the class they were asked for."""
+    return ops.sparse_categorical_crossentropy(
+        ops.cast(labels, "int32"), ops.cast(class_logits, "float32"), from_logits=True
+    )
+
+
 def bernoulli_reconstruction_loss(images, logits):
     """-log p(x | z) summed over pixels, pixel intensities in [0, 1] as Bernoulli targets.
 

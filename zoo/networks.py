@@ -64,13 +64,19 @@ def dcgan_generator(
     base_filters: int = 64,
     embedding_dim: int = 50,
     upsampling: str = "transpose",
+    class_norm: bool = False,
     name: str = "generator",
 ) -> keras.Model:
     """DCGAN generator: z [, label] -> tanh image. Width halves at each doubling.
 
     `upsampling="transpose"` uses Conv2DTranspose (classic DCGAN); `"resize"` uses nearest
-    upsampling + Conv2D, which some mobile runtimes handle better.
+    upsampling + Conv2D, which some mobile runtimes handle better. `class_norm` (conditional
+    only) makes every batch norm class-conditional: its scale and shift are looked up per
+    label (de Vries et al. 2017; the generator of Miyato & Koyama's projection cGAN), so the
+    label steers every layer, not only the first.
     """
+    if class_norm and not num_classes:
+        raise ValueError("class_norm needs a conditional generator (num_classes > 0)")
     if upsampling not in UPSAMPLING_BLOCKS:
         raise ValueError(
             f"upsampling={upsampling!r} is not one of {sorted(UPSAMPLING_BLOCKS)}"
@@ -87,18 +93,42 @@ def dcgan_generator(
         inputs.append(label)
         embedded = layers.Embedding(num_classes, embedding_dim, name="label_embedding")(label)
         h = layers.Concatenate(name="z_and_label")([z, embedded])
+    def normalize(h, bn_name):
+        if not class_norm:
+            return _normalization(bn_name)(h)
+        return _class_normalization(h, label, num_classes, bn_name)
+
     h = layers.Dense(start_h * start_w * top_filters, use_bias=False, name="project")(h)
-    h = _normalization("project_bn")(h)
+    h = normalize(h, "project_bn")
     h = layers.ReLU(name="project_relu")(h)
     h = layers.Reshape((start_h, start_w, top_filters), name="to_feature_map")(h)
     for i in range(doublings - 1):
         filters = top_filters // 2 ** (i + 1)
         h = UPSAMPLING_BLOCKS[upsampling](h, filters, f"up{i}", use_bias=False)
-        h = _normalization(f"up{i}_bn")(h)
+        h = normalize(h, f"up{i}_bn")
         h = layers.ReLU(name=f"up{i}_relu")(h)
     h = UPSAMPLING_BLOCKS[upsampling](h, channels, "to_image", use_bias=True)
     images = layers.Activation("tanh", name="image", dtype="float32")(h)
     return keras.Model(_single_or_list(inputs), images, name=name)
+
+
+def _class_normalization(h, label, num_classes: int, name: str):
+    """Batch norm without its own scale/shift, then (1 + gamma[label]) * h + beta[label]; the
+    tables start at zero, so an untrained model is the plain batch-normalized one."""
+    channels = h.shape[-1]
+    h = layers.BatchNormalization(
+        synchronized=True, momentum=0.9, center=False, scale=False, name=name
+    )(h)
+    shape = (1,) * (len(h.shape) - 2) + (channels,)
+    gamma = layers.Embedding(num_classes, channels, embeddings_initializer="zeros",
+                             name=f"{name}_class_scale")(label)
+    beta = layers.Embedding(num_classes, channels, embeddings_initializer="zeros",
+                            name=f"{name}_class_shift")(label)
+    gamma = layers.Reshape(shape, name=f"{name}_scale_shape")(gamma)
+    beta = layers.Reshape(shape, name=f"{name}_shift_shape")(beta)
+    scaled = layers.Add(name=f"{name}_scaled")([h, layers.Multiply(name=f"{name}_gamma_h")(
+        [h, gamma])])
+    return layers.Add(name=f"{name}_shifted")([scaled, beta])
 
 
 def _transpose_block(h, filters, name, use_bias):
@@ -132,9 +162,11 @@ def dcgan_discriminator(
     conditioning: str = "projection",
     embedding_dim: int = 50,
     spectral_norm: bool = False,
+    class_head: bool = False,
     name: str = "discriminator",
 ) -> keras.Model:
-    """DCGAN discriminator: image [, label] -> one logit per image.
+    """DCGAN discriminator: image [, label] -> one logit per image (and, with `class_head`,
+    [logit, class logits]: an auxiliary classifier on the same features, AC-GAN style).
 
     No batch statistics (so real and fake batches never mix) and no dropout (so a step is
     deterministic for a seed). Conditioning is `"projection"` (Miyato & Koyama 2018: logit +=
@@ -168,6 +200,11 @@ def dcgan_discriminator(
         projection = layers.Dot(axes=1, name="projection")([embedded, features])
         logit = layers.Add(name="logit_plus_projection")([logit, projection])
     logit = layers.Reshape((), name="score", dtype="float32")(logit)
+    if class_head:
+        if not num_classes:
+            raise ValueError("class_head needs a conditional discriminator (num_classes > 0)")
+        class_logits = layers.Dense(num_classes, name="class_logits", dtype="float32")(features)
+        return keras.Model(_single_or_list(inputs), [logit, class_logits], name=name)
     return keras.Model(_single_or_list(inputs), logit, name=name)
 
 
