@@ -321,6 +321,34 @@ def test_evaluate_run_writes_eval_json_and_a_table(classifier, cgan_run):
     assert "not comparable with Inception FID" in table
 
 
+@pytest.mark.slow  # samples and embeds 200 images
+def test_classifier_settings_pick_the_classifier_cached_under_them(classifier, cache_dir, cgan_run):
+    result = evaluate.evaluate_run(cgan_run, n=200, cache_dir=cache_dir, **FAST,
+                                   classifier_settings={"epochs": 4, "filters": 16})
+    assert result["classifier"]["path"] == classifier.info["path"]  # found, not trained again
+
+
+def test_zoo_eval_passes_the_classifier_flags(cgan_run, monkeypatch, capsys):
+    from zoo import cli
+
+    seen = {}
+
+    def fake_evaluate_run(run, **kwargs):
+        seen.update(kwargs)
+        return {"run": str(run), "dataset": "mnist5k", "family": "cgan", "n": kwargs["n"]}
+
+    monkeypatch.setattr(evaluate, "evaluate_run", fake_evaluate_run)
+    monkeypatch.setattr(evaluate, "format_table", lambda result: "table")
+    cli.main(["eval", str(cgan_run), "--n", "50", "--classifier-epochs", "3",
+              "--classifier-max-train", "20000"])
+    assert seen["classifier_settings"] == {"epochs": 3, "max_train": 20000}
+    cli.main(["eval", str(cgan_run), "--n", "50"])
+    assert seen["classifier_settings"] == {}
+    with pytest.raises(SystemExit):
+        cli.main(["eval", str(cgan_run), "--classifier-epochs", "0"])
+    assert "--classifier-epochs" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -357,7 +357,11 @@ def command_eval(args) -> None:
         _keras_source(args.run, "zoo eval")
     from zoo import evaluate
 
-    result = evaluate.evaluate_run(args.run, dataset=args.dataset, n=args.n)
+    settings = {key: value for key, value in (("epochs", args.classifier_epochs),
+                                              ("max_train", args.classifier_max_train))
+                if value is not None}
+    result = evaluate.evaluate_run(args.run, dataset=args.dataset, n=args.n,
+                                   classifier_settings=settings)
     print(evaluate.format_table(result))
     print(f"scores: {result['run']}/{evaluate.EVAL_FILE}")
 
@@ -515,6 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--dataset")
     p.add_argument("--n", type=positive_int, default=10000)
+    p.add_argument("--classifier-epochs", type=positive_int,
+                   help="train the scoring classifier this many epochs (default 30); a cheaper "
+                   "one for big data sets, cached under its own settings")
+    p.add_argument("--classifier-max-train", type=positive_int,
+                   help="train the scoring classifier on at most this many images")
     p.set_defaults(handler=command_eval)
 
     p = commands.add_parser("plot", help="pictures of a run (grids, interpolations, losses)")

@@ -607,10 +607,14 @@ def evaluate_model(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     batch_size: int = 256,
+    classifier_settings: dict | None = None,
 ) -> dict:
     """Scores of `n` samples of `model` against `dataset`'s test split, with the real floor.
 
     Conditional models are asked for labels cycling through the classes (balanced).
+    `classifier_settings` (train_classifier's arguments, e.g. {"epochs": 3, "max_train":
+    20000}) picks a cheaper cached classifier than the default; scores are comparable only
+    between runs scored by the same one.
     """
     n = check_count(n)
     if not isinstance(dataset, str) or not dataset:
@@ -618,7 +622,7 @@ def evaluate_model(
     info = data.info(dataset)
     _check_model_fits(model, info)
     started = time.perf_counter()
-    classifier = classifier or load_classifier(dataset, cache_dir)
+    classifier = classifier or load_classifier(dataset, cache_dir, **(classifier_settings or {}))
     test_images, test_labels = data.load_arrays(dataset, "test")
     train_images, _ = data.load_arrays(dataset, "train")
     keep = np.random.default_rng(seed).permutation(len(train_images))[:n]
