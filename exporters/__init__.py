@@ -26,7 +26,7 @@ import importlib
 # for Triton and TF Serving and the in-browser page are on request: `--formats triton,web`)
 DEFAULT_FORMATS = ("saved_model", "tflite", "onnx")
 FORMATS = (*DEFAULT_FORMATS, "triton", "tf_serving", "web")
-QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "int16x8")
 DEFAULT_TFLITE_BATCH_SIZES = (1, 64)  # batch 1 for phones, 64 for grids; None = dynamic batch
 
 # Converter modules by the names they had before the converters moved to exporters/converters/

@@ -563,24 +563,39 @@ def test_real_family_cli_sample_from_keras_and_export_agree(real, tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_synthesis_is_exported_verified_and_used_by_the_int8_runtime(tmp_path):
-    """--quantize int8: a synthesis-int8 file calibrated on ws = repeat(mapping(z)) within 0.2
-    of Keras (the mapping stays float32), and an int8 generator loads on it."""
+@pytest.mark.parametrize("quantization", ["int8", "int16x8"])
+def test_quantized_synthesis_is_exported_verified_and_used_by_the_runtime(tmp_path, quantization):
+    """--quantize int8 / int16x8: a quantized synthesis file calibrated on ws =
+    repeat(mapping(z)) within 0.2 of Keras (the mapping stays float32), and a quantized
+    generator loads on it."""
     import exporters
 
-    model = StandIn(num_classes=3, seed=2)
-    report = exporters.export(model, tmp_path / "export", formats=("tflite",), quantize="int8",
-                              tflite_batch_sizes=(1,))
+    # int16x8 is unconditional only (its calibration cannot record the int32 label)
+    num_classes = 3 if quantization == "int8" else 0
+    labels = [0, 1, 2] * 2 if num_classes else None
+    model = StandIn(num_classes=num_classes, seed=2)
+    report = exporters.export(model, tmp_path / "export", formats=("tflite",),
+                              quantize=quantization, tflite_batch_sizes=(1,))
     artifacts = report["artifacts"]
-    assert sorted(artifacts) == ["generator-b1.tflite", "generator-int8-b1.tflite",
-                                 "mapping-b1.tflite", "synthesis-b1.tflite",
-                                 "synthesis-int8-b1.tflite"]
-    check = artifacts["synthesis-int8-b1.tflite"]["verification"]
+    quantized = f"synthesis-{quantization}-b1.tflite"
+    assert sorted(artifacts) == ["generator-b1.tflite", f"generator-{quantization}-b1.tflite",
+                                 "mapping-b1.tflite", "synthesis-b1.tflite", quantized]
+    check = artifacts[quantized]["verification"]
     assert check["passed"] and check["max_abs_diff"] <= 0.2 and check["tolerance"] == 0.2
-    assert artifacts["synthesis-int8-b1.tflite"]["quantization"] == "int8"
-    generator = runtime.load(tmp_path / "export" / "generator-int8-b1.tflite")
-    assert generator.metadata()["artifact"] == "mapping-b1.tflite + synthesis-int8-b1.tflite"
-    assert generator.metadata()["quantization"] == "int8"
+    assert artifacts[quantized]["quantization"] == quantization
+    generator = runtime.load(tmp_path / "export" / f"generator-{quantization}-b1.tflite")
+    assert generator.metadata()["artifact"] == f"mapping-b1.tflite + {quantized}"
+    assert generator.metadata()["quantization"] == quantization
     controls = {"truncation": 0.7, "mix": (4, 2), "edits": {"pc0": 1.0}}
-    got = generator.generate_float(6, [0, 1, 2] * 2, seed=1, **controls)
-    assert np.abs(got - model.sample(6, [0, 1, 2] * 2, seed=1, **controls)).max() <= 0.2
+    got = generator.generate_float(6, labels, seed=1, **controls)
+    assert np.abs(got - model.sample(6, labels, seed=1, **controls)).max() <= 0.2
+
+
+def test_int16x8_of_a_conditional_model_is_one_clear_error_before_any_work(tmp_path):
+    import exporters
+
+    with pytest.raises(ValueError, match=r"quantize='int16x8' needs an unconditional model .*"
+                                         r"num_classes=3.*use int8 or dynamic"):
+        exporters.export(StandIn(num_classes=3), tmp_path / "export", formats=("tflite",),
+                         quantize="int16x8")
+    assert not (tmp_path / "export").exists()

@@ -45,7 +45,8 @@ class PixelNorm(layers.Layer):
         self.epsilon = float(epsilon)
 
     def call(self, x):
-        return x * ops.rsqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + self.epsilon)
+        # x * x, not square(): LiteRT's 16x8 quantization has no SQUARE kernel
+        return x * ops.rsqrt(ops.mean(x * x, axis=-1, keepdims=True) + self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
@@ -192,7 +193,8 @@ class ModulatedConv2D(layers.Layer):
         x = ops.conv(x, kernel, padding="same")
         if self.demodulate:
             squared = ops.sum(ops.square(kernel), axis=(0, 1))  # [in, out]
-            x = x * ops.rsqrt(ops.matmul(ops.square(styles), squared) + 1e-8)[:, None, None, :]
+            # styles * styles, not square(): LiteRT's 16x8 quantization has no SQUARE kernel
+            x = x * ops.rsqrt(ops.matmul(styles * styles, squared) + 1e-8)[:, None, None, :]
         if self.use_noise:
             noise = inputs[2] if len(inputs) > 2 else self.noise_buffer
             x = x + noise * self.noise_strength

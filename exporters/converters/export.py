@@ -151,7 +151,7 @@ def export(model_or_path, out_dir, formats=DEFAULT_FORMATS, quantize="none", *, 
         (tf_serving/generator/1/, a SavedModel in TF Serving's layout), and "web" (web/: a
         static page running the ONNX generator in the browser with onnxruntime-web, which
         `bash tools/fetch_onnxruntime_web.sh` fetches; see exporters.converters.web).
-    quantize: "none" | "fp16" | "dynamic" | "int8", or several: extra TFLite generator variants
+    quantize: "none" | "fp16" | "dynamic" | "int8" | "int16x8", or several: extra TFLite generator variants
         next to the float32 ones (SavedModel and ONNX stay float32).
     tflite_batch_sizes: static batch of each TFLite file; None gives a dynamic-batch file.
     overwrite: replace a non-empty out_dir. The export is built in a staging folder and swapped
@@ -193,6 +193,12 @@ def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_siz
         if quantization in quantize:
             raise ValueError(f"quantize={quantization!r} is not offered for {model.family}: "
                              f"{reason}")
+    if "int16x8" in quantize and model.num_classes:
+        raise ValueError(
+            f"quantize='int16x8' needs an unconditional model ({model.family} has num_classes="
+            f"{model.num_classes}): LiteRT's 16x8 calibration cannot record the int32 label "
+            "input; use int8 or dynamic"
+        )
     fields = manifest_lib.model_fields(
         model.family, model.latent_dim, model.num_classes, model.image_shape
     )
@@ -235,7 +241,7 @@ def _export(model_or_path, out_dir, staging, formats, quantize, tflite_batch_siz
             kwargs.update(fields=fields, ort_dir=ort_dir)
             if onnx_name in artifacts:  # the verified ONNX export, copied, not converted again
                 kwargs.update(onnx_source=staging / onnx_name, onnx_info=artifacts[onnx_name])
-        if fmt == "tflite" and quantization == "int8":
+        if fmt == "tflite" and quantization in tflite.CALIBRATED:
             kwargs["representative_data"] = tflite.representative_data(
                 references[role].make_inputs
             )

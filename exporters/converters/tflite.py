@@ -50,8 +50,28 @@ def _full_integer(converter, representative):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
 
 
+def _int16_activations(converter, representative):
+    """int8 weights, int16 activations (LiteRT's 16x8 mode): for networks whose activations
+    lose too much in int8 (stylegan's modulated convolutions); runs on the reference kernels,
+    so it is smaller than float32, not faster."""
+    import tensorflow as tf
+
+    if representative is None:
+        raise ValueError(
+            "quantize='int16x8' needs representative_data (a callable yielding input dicts)"
+        )
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    ]
+
+
 # quantize option -> how it configures the converter.
-QUANTIZERS = {"none": _float32, "fp16": _float16, "dynamic": _dynamic_range, "int8": _full_integer}
+QUANTIZERS = {"none": _float32, "fp16": _float16, "dynamic": _dynamic_range, "int8": _full_integer,
+              "int16x8": _int16_activations}
+# the options that calibrate activations on representative data
+CALIBRATED = ("int8", "int16x8")
 
 
 def export_tflite(network, filepath, quantize: str = "none", batch_size=1, representative_data=None,
