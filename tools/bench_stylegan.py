@@ -9,6 +9,8 @@ a class-conditional stylegan's style-mixing class share per crossover layer: A's
 which class the picture shows.
 
     python tools/bench_stylegan.py --epochs 5 --batch-size 64 --out bench-results/stylegan.json
+    python tools/bench_stylegan.py --dataset idx:/usr/share/datasets/fashion-mnist --epochs 1 \
+        --classifier-epochs 3 --classifier-max-train 20000 --out bench-results/stylegan_fashion.json
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def parse_args():
     parser.add_argument("--conditional", action="store_true",
                         help="also train a conditional stylegan for the mixing class share")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="smoke runs only")
+    parser.add_argument("--classifier-epochs", type=int, default=None,
+                        help="a cheaper scoring classifier (zoo eval --classifier-epochs)")
+    parser.add_argument("--classifier-max-train", type=int, default=None)
     parser.add_argument("--out", default="bench-results/stylegan.json")
     return parser.parse_args()
 
@@ -85,6 +90,8 @@ def main():
               "mixing": []}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in (("epochs", args.classifier_epochs),
+                                  ("max_train", args.classifier_max_train)) if v is not None}
     jobs = [(family, {"num_classes": 0} if family == "stylegan" else {})
             for family in args.families.split(",")]
     if args.conditional:
@@ -98,7 +105,8 @@ def main():
                               steps_per_epoch=args.steps_per_epoch,
                               out=Path(scratch) / label, verbose=0)
             seconds = time.perf_counter() - start
-            result = evaluate.evaluate_run(run, dataset=args.dataset, n=args.n, seed=args.seed)
+            result = evaluate.evaluate_run(run, dataset=args.dataset, n=args.n, seed=args.seed,
+                                           classifier_settings=settings)
             scores = result["model"]
             row = {"model": label, "train_seconds": round(seconds, 1),
                    **{k: scores[k] for k in ("fid", "precision", "recall")}}
@@ -109,7 +117,7 @@ def main():
             if family != "stylegan":
                 continue
             model, _, _ = evaluate.load_generator(run)
-            classifier = evaluate.load_classifier(args.dataset)
+            classifier = evaluate.load_classifier(args.dataset, **settings)
             if not kwargs.get("num_classes"):
                 for psi in TRUNCATIONS:
                     scored = evaluate.evaluate_model(Truncated(model, psi), args.dataset, args.n,
