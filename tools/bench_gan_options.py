@@ -47,6 +47,8 @@ CONFIGS = {
     "ema_hinge_sn_ac05_resize_cbn": {"ema_decay": 0.999, "gan_loss": "hinge",
                                      "spectral_norm": True, "class_loss_weight": 0.5,
                                      "upsampling": "resize", "class_norm": True},
+    "ema_hinge_sn_ac_cbn": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
+                            "class_loss_weight": 1.0, "class_norm": True},
     "ema_hinge_sn_resize_cbn": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
                                 "upsampling": "resize", "class_norm": True},
     "ema_hinge_sn_ac3": {"ema_decay": 0.999, "gan_loss": "hinge", "spectral_norm": True,
