@@ -256,7 +256,7 @@ def test_commands_on_a_run_without_model_or_export_say_what_is_missing(command, 
     result = run_zoo(command, folder, timeout=120)
     assert_one_line_error(
         result, f"{folder} is a run folder but holds no model.keras (it has config.json, "
-        "eval.json, grids/ (epoch-020.png), history.csv)",
+        "eval.json, grid.png, history.csv)",
     )
     assert "no such" not in result.stderr
     assert sorted(p.name for p in folder.rglob("*")) == before  # nothing written

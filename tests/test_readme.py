@@ -86,6 +86,17 @@ def readme_commands(text: str) -> list[str]:
     return commands
 
 
+def test_every_picture_the_readme_shows_is_committed_and_a_png():
+    """The gallery and the screenshots: a renamed run or a lost grid.png breaks the page."""
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README.read_text())
+    assert len(pictures) >= 6
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.splitlines())
+    for picture in pictures:
+        assert (ROOT / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
+        assert picture in tracked, f"{picture} is not committed (see .gitignore)"
+
+
 def test_readme_commands_are_parsed_as_written():
     text = (
         "```bash\nzoo list   # models\n\nzoo serve a.onnx --port 8000\n```\n"
