@@ -110,7 +110,7 @@ NON_DEFAULTS = {
         "r1_weight": 0.5, "seed": 5,
     },
     CGAN: {
-        "architecture": "mlp", "base_filters": 12, "upsampling": "transpose",
+        "architecture": "mlp", "base_filters": 12, "upsampling": "resize",
         "conditioning": "embedding", "embedding_dim": 7, "ema_decay": 0.5, "augment": "cutout",
         "gan_loss": "nonsaturating", "spectral_norm": False, "r1_weight": 0.5,
         "class_loss_weight": 0.0, "class_norm": False, "seed": 5,

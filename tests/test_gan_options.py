@@ -486,7 +486,7 @@ def test_defaults_are_the_measured_ones():
     cgan = zoo.build("cgan", latent_dim=8, base_filters=8)
     assert (cgan.ema_decay, cgan.augment, cgan.gan_loss, cgan.spectral_norm, cgan.r1_weight,
             cgan.class_loss_weight, cgan.class_norm, cgan.upsampling) == (
-        0.999, "", "hinge", True, 0.0, 1.0, True, "resize"
+        0.999, "", "hinge", True, 0.0, 1.0, True, "transpose"
     )
     mlp = zoo.build("cgan", architecture="mlp", latent_dim=8)  # no class head/norm layers there
     assert (mlp.class_loss_weight, mlp.class_norm) == (0.0, False)
