@@ -262,3 +262,20 @@ def test_a_resume_with_other_settings_or_another_models_backup_is_a_clear_error(
         zoo_train.train("gan", **settings("gan", run))
     backup = run / "backup" / zoo_train.RunBackup.STATE
     assert backup.read_bytes() == before[backup.relative_to(run)]  # the backup is kept
+
+
+def test_an_interrupt_between_the_state_and_metadata_writes_reports_the_state_epochs(tmp_path):
+    """The backup writes its state (epoch included) and then its metadata; a Ctrl-C between
+    the two must report the epochs a resume will start from (the state's), not the metadata's
+    (a clean-clone CI run once saw "interrupted after 2" and then a resume from epoch 3)."""
+    from exporters.run_folder import RunFolder
+    from zoo import train
+
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config({"status": "running", "epochs": 10})
+    run.backup_dir.mkdir(parents=True)
+    np.savez(run.backup_dir / train.RunBackup.STATE, epoch=np.int64(3), data_seed=np.int64(-1))
+    (run.backup_dir / train.RunBackup.METADATA).write_text(json.dumps({"epoch": 2}))
+    assert train._mark_interrupted(run, run.read_config()) == 3
+    assert run.read_config()["epochs_done"] == 3 == train.RunBackup.read(run.backup_dir).epoch

@@ -298,6 +298,18 @@ class RunBackup(keras.callbacks.BackupAndRestore):
                           weights=weights)
         return None
 
+    @classmethod
+    def epochs_in(cls, directory) -> int:
+        """The epochs the backup in `directory` holds, as a resume reads them (the state file's,
+        which is written before the metadata: an interrupt between the two leaves the metadata
+        one epoch behind); 0 without a backup."""
+        state_path = Path(directory) / cls.STATE
+        if state_path.exists():
+            with np.load(state_path, allow_pickle=False) as saved:
+                return int(saved["epoch"])
+        backup = cls.read(directory)
+        return backup.epoch if backup is not None else 0
+
     def on_train_begin(self, logs=None):
         self.restored_epoch = self._restore()
         self._check_workers_agree(self.restored_epoch)
@@ -592,7 +604,7 @@ def _fit(model, train_data, run, work, chief, resuming, backup, config, callback
 
 def _mark_interrupted(run: RunFolder, config: dict) -> int:
     """config.json says "interrupted" with the epochs the backup holds; returns that number."""
-    done = run.epochs_done()
+    done = RunBackup.epochs_in(run.backup_dir)
     run.write_config({**config, "status": "interrupted", "epochs_done": done,
                       "interrupted": time.time()})
     return done
