@@ -361,3 +361,21 @@ def test_only_finished_runs_without_model_are_export_only(copy_of):
     run.set_status("finished")
     (run.path / "model.keras").write_bytes(b"")
     assert not run.is_export_only()  # the Keras model is used
+
+
+def test_gallery_table_prints_each_runs_committed_scores():
+    """tools/gallery_table.py (the README's gallery table): one row per run, its eval.json's
+    classifier-FID beside the real floor."""
+    result = subprocess.run([sys.executable, str(SAVED.parent / "tools" / "gallery_table.py"),
+                             "--runs", ",".join([*RUNS, *GALLERY])],
+                            capture_output=True, text=True, timeout=60, check=True)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == [*RUNS, *GALLERY]
+    for row, run in zip(rows, [*RUNS, *GALLERY]):
+        scores = json.loads((SAVED / run / "eval.json").read_text())
+        assert (f"{scores['model']['fid']:.2f} ({scores['real_floor']['fid']:.2f})"
+                in row), row
+    missing = subprocess.run([sys.executable, str(SAVED.parent / "tools" / "gallery_table.py"),
+                              "--runs", "no-such-run"], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert missing.returncode == 2 and "no eval.json in" in missing.stderr
