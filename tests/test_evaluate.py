@@ -241,6 +241,15 @@ def test_classifier_training_is_announced_and_cached_per_user(monkeypatch, tmp_p
     assert len(trained) == 1 and len(told) == 1 and again.info["path"] == str(folder)
 
 
+def test_command_line_overrides_keep_defaults_for_what_was_not_given():
+    assert evaluate.classifier_overrides() == {}
+    assert evaluate.classifier_overrides(3, None) == {"epochs": 3}
+    cheap = evaluate.classifier_overrides(3, 20000)
+    assert cheap == {"epochs": 3, "max_train": 20000}
+    # a cheaper classifier is cached apart from the default one
+    assert evaluate.classifier_dir("mnist5k", "/c", **cheap) != evaluate.classifier_dir("mnist5k", "/c")
+
+
 def test_training_estimate_scales_with_data_and_epochs():
     full = evaluate.estimate_training_seconds("mnist5k")
     assert full == pytest.approx(270.0)  # the measured 4.5 min it is scaled from

@@ -187,12 +187,15 @@ def speed(args):
 class Scorer:
     """classifier-FID of n balanced samples against the test split, and class consistency."""
 
-    def __init__(self, n: int, classifier_settings: dict):
+    def __init__(self, n: int, classifier_epochs: int, classifier_max_train: int):
+        """zoo.evaluate's default classifier takes about 68 min to train on 2 cores; a shorter
+        one (same architecture, cached under its own key) ranks runs alike for a comparison."""
         import zoo
         from zoo import evaluate
 
         self.n = n
-        self.classifier = evaluate.load_classifier(DATASET, **classifier_settings)
+        settings = evaluate.classifier_overrides(classifier_epochs, classifier_max_train)
+        self.classifier = evaluate.load_classifier(DATASET, **settings)
         test_images, _ = zoo.data.load_arrays(DATASET, "test")
         self.real, _ = self.classifier.embed(test_images)
         self.evaluate = evaluate
@@ -218,7 +221,7 @@ def curve(args):
 
     import zoo
 
-    scorer = Scorer(args.n, classifier_settings(args))
+    scorer = Scorer(args.n, args.classifier_epochs, args.classifier_max_train)
     model = build(args.recipe, args.precision, seed=args.seed)
     dataset = zoo.data.load(DATASET, batch_size=args.batch_size, seed=args.seed).repeat()
     points = []
@@ -293,7 +296,7 @@ def gan(args):
     run = Path(args.run)
     model = keras.models.load_model(run / "model.keras")
     timing = json.loads(Path(args.timing).read_text()) if args.timing else {}
-    scorer = Scorer(args.n, classifier_settings(args))
+    scorer = Scorer(args.n, args.classifier_epochs, args.classifier_max_train)
     score = scorer(model)
     result = {"family": model.family if hasattr(model, "family") else "gan",
               "run": str(run), **timing, **score, "machine": machine()}
@@ -336,12 +339,6 @@ def report(args):
                   f"consistency not applicable; {gan_result.get('train_seconds', 0) / 60:.1f} "
                   "wall minutes on this busy machine (about 11 when quiet).")]
     write(summary, lines, "diffusion_recipe")
-
-
-def classifier_settings(args) -> dict:
-    """zoo.evaluate's default classifier takes about 68 min to train on 2 cores; a shorter
-    one (same architecture, cached under its own key) ranks runs alike for a comparison."""
-    return {"epochs": args.classifier_epochs, "max_train": args.classifier_max_train}
 
 
 def write(result: dict, lines: list[str], name: str):

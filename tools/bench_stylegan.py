@@ -90,8 +90,7 @@ def main():
               "mixing": []}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in (("epochs", args.classifier_epochs),
-                                  ("max_train", args.classifier_max_train)) if v is not None}
+    settings = evaluate.classifier_overrides(args.classifier_epochs, args.classifier_max_train)
     jobs = [(family, {"num_classes": 0} if family == "stylegan" else {})
             for family in args.families.split(",")]
     if args.conditional:

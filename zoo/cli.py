@@ -357,9 +357,7 @@ def command_eval(args) -> None:
         _keras_source(args.run, "zoo eval")
     from zoo import evaluate
 
-    settings = {key: value for key, value in (("epochs", args.classifier_epochs),
-                                              ("max_train", args.classifier_max_train))
-                if value is not None}
+    settings = evaluate.classifier_overrides(args.classifier_epochs, args.classifier_max_train)
     result = evaluate.evaluate_run(args.run, dataset=args.dataset, n=args.n,
                                    classifier_settings=settings)
     print(evaluate.format_table(result))

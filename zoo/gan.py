@@ -118,17 +118,14 @@ class AdversarialModel(GenerativeModel):
         self.r1_weight = check_non_negative(r1_weight, "r1_weight")
         self.class_loss_weight = check_non_negative(class_loss_weight, "class_loss_weight")
         self.class_norm = check_flag(class_norm, "class_norm")
-        if self.class_norm and (not self.num_classes or architecture != "dcgan"):
-            raise ValueError(
-                f"class_norm=True needs a conditional dcgan; this model has num_classes="
-                f"{self.num_classes}, architecture={architecture!r}"
-            )
-        if self.class_loss_weight and (not self.num_classes or architecture != "dcgan"):
-            raise ValueError(
-                f"class_loss_weight={class_loss_weight!r} needs a conditional dcgan (a class "
-                f"head on D); this model has num_classes={self.num_classes}, "
-                f"architecture={architecture!r}"
-            )
+        for option, asked in (("class_norm", self.class_norm),
+                              ("class_loss_weight", self.class_loss_weight)):
+            if asked and (not self.num_classes or architecture != "dcgan"):
+                raise ValueError(
+                    f"{option}={asked!r} needs a conditional dcgan (class-conditional layers); "
+                    f"this model has num_classes={self.num_classes}, "
+                    f"architecture={architecture!r}"
+                )
         build_generator, build_discriminator = ARCHITECTURES[architecture]
         conv = architecture == "dcgan"
 
