@@ -174,6 +174,20 @@ def test_exported_generator_samples_with_model_sample_latents(run):
     assert model.keras_class is not None and model.keras_class.family == run.split("-")[0]
 
 
+def test_exported_generator_passes_controls_to_the_runtime():
+    """A loaded export takes the family's sampling controls, checked by the runtime."""
+    from zoo.evaluate import ExportedGenerator
+
+    model = ExportedGenerator.load(SAVED / "cddpm-fashion")
+    two = model.sample(2, labels=[0, 7], seed=1, steps=2, guidance_scale=1.0)
+    assert np.array_equal(two, model.runtime.generate_float(2, [0, 7], 1, steps=2,
+                                                            guidance_scale=1.0))
+    assert np.abs(model.sample(2, labels=[0, 7], seed=1, steps=3, guidance_scale=1.0)
+                  - two).max() > 1e-3
+    with pytest.raises(ValueError, match="truncation=0.5 needs a style-based generator"):
+        model.sample(2, labels=[0, 7], seed=1, truncation=0.5)
+
+
 @pytest.mark.parametrize("run", RUNS)
 def test_eval_scores_an_export_only_run(run, copy_of, untrained_root):
     from zoo import evaluate

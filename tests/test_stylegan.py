@@ -173,14 +173,19 @@ def test_bad_controls_are_one_clear_error(model, controls, message):
      "truncation=0.7 needs a style-based generator (stylegan; per-layer styles); this gan has"),
     ({"edits": {"pc0": 1.0}}, "edits={'pc0': 1.0} need a style-based generator"),
 ])
-def test_other_families_refuse_the_controls(controls, message):
-    gan = zoo.build("gan", image_shape=(8, 8, 1), latent_dim=4, base_filters=4)
+@pytest.mark.parametrize("family,kwargs", [
+    ("gan", {"latent_dim": 4, "base_filters": 4}),
+    # the diffusion families once raised TypeError (an unexpected keyword) instead
+    ("ddpm", {"base_filters": 4, "channel_multipliers": (1,), "sampling_steps": 2}),
+])
+def test_other_families_refuse_the_controls(controls, message, family, kwargs):
+    model = zoo.build(family, image_shape=(8, 8, 1), **kwargs)
     with pytest.raises(ValueError, match="style-based") as error:
-        gan.sample(2, seed=0, **controls)
-    assert message in str(error.value)
+        model.sample(2, seed=0, **controls)
+    assert message.replace("this gan", f"this {family}") in str(error.value)
     with pytest.raises(ValueError, match="style-based"):
-        gan.generate(latents(2, 4, 0), **controls)
-    assert gan.sample(2, seed=0, truncation=1.0, mix=None, edits={}).shape == (2, 8, 8, 1)
+        model.generate(latents(2, model.latent_dim, 0), **controls)
+    assert model.sample(2, seed=0, truncation=1.0, mix=None, edits={}).shape == (2, 8, 8, 1)
 
 
 def test_bad_constructor_values_name_them():

@@ -808,8 +808,11 @@ class ExportedGenerator:
         return {"source": str(self.source), "format": self.runtime.format,
                 "runtime": self.runtime.entry.get("runtime", self.runtime.format)}
 
-    def sample(self, n, labels=None, seed=None, batch_size=None) -> np.ndarray:
-        return self.runtime.generate_float(n, labels=labels, seed=seed, batch_size=batch_size)
+    def sample(self, n, labels=None, seed=None, batch_size=None, **controls) -> np.ndarray:
+        """As model.sample, with the family's controls (diffusion steps/guidance, style
+        truncation/mix/edits) passed to the runtime, which checks them."""
+        return self.runtime.generate_float(n, labels=labels, seed=seed, batch_size=batch_size,
+                                           **controls)
 
     def generate(self, z, labels=None, batch_size=None) -> np.ndarray:
         """The exported network on given latents z (and labels), float32 in [-1, 1]; a

@@ -32,6 +32,7 @@ from zoo.base import (
     GenerativeModel,
     check_count,
     check_image_shape,
+    check_no_style_controls,
     unpack_batch,
 )
 from zoo.registry import register
@@ -390,10 +391,16 @@ class DiffusionModel(GenerativeModel):
         eta=None,
         guidance_scale=None,
         sampler=None,
+        *,
+        truncation=1.0,
+        mix=None,
+        edits=None,
     ):
         """n images float32 NHWC in [-1, 1] from the EMA denoiser; the same seed, the same
         images (the runtime's too). Defaults: the model's `sampler` ("ddim"), `sampling_steps`,
-        `eta` and, for a conditional model, `guidance_scale`."""
+        `eta` and, for a conditional model, `guidance_scale`. The style-based families'
+        controls (truncation, mix, edits) are a clear error unless neutral, as in the runtime."""
+        check_no_style_controls(self.family, truncation, mix, edits)
         return self.pipeline.sample(
             self._numpy_denoise_raw(), n, labels, seed, batch_size=batch_size, steps=steps,
             eta=eta, guidance_scale=guidance_scale, sampler=sampler,
@@ -409,9 +416,14 @@ class DiffusionModel(GenerativeModel):
         guidance_scale=None,
         sampler=None,
         rng=None,
+        *,
+        truncation=1.0,
+        mix=None,
+        edits=None,
     ) -> np.ndarray:
         """Run the sampler from x_T = z ((n, latent_dim) or (n, H, W, C)); stochastic steps
         draw their noise from `rng` (a numpy Generator) in order."""
+        check_no_style_controls(self.family, truncation, mix, edits)
         return self.pipeline.generate(
             self._numpy_denoise_raw(), z, labels, rng=rng, batch_size=batch_size, steps=steps,
             eta=eta, guidance_scale=guidance_scale, sampler=sampler,
