@@ -1,6 +1,7 @@
 """The committed pretrained runs in saved_models/ work as the README says, right after install."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -393,3 +394,22 @@ def test_gallery_table_prints_each_runs_committed_scores():
                               "--runs", "no-such-run"], capture_output=True, text=True,
                              timeout=60, check=False)
     assert missing.returncode == 2 and "no eval.json in" in missing.stderr
+
+
+def test_gallery_table_adds_training_minutes_for_any_folder_of_runs(tmp_path):
+    for name, minutes in (("a-run", 12.5), ("b-run", 3.0)):
+        (tmp_path / name).mkdir()
+        shutil.copy(SAVED / "cgan-mnist5k" / "eval.json", tmp_path / name)
+        config = json.loads((SAVED / "cgan-mnist5k" / "config.json").read_text())
+        config.update(started=1000.0, finished=1000.0 + 60 * minutes)
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    script = str(SAVED.parent / "tools" / "gallery_table.py")
+    result = subprocess.run([sys.executable, script, "--root", str(tmp_path), "--train-minutes"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == ["a-run", "b-run"]
+    assert rows[0].endswith("| 12.5 |") and rows[1].endswith("| 3.0 |")
+    assert "train minutes" in result.stdout.splitlines()[0]
+    bad = subprocess.run([sys.executable, script, "--root", str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "is not a folder" in bad.stderr

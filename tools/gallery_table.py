@@ -2,11 +2,14 @@
 
     python tools/gallery_table.py                 # every run folder with an eval.json
     python tools/gallery_table.py --runs cgan-mnist5k,cddpm-fashion
+    python tools/gallery_table.py --root /tmp/runs --train-minutes   # any folder of runs
 
 One row per run: classifier-FID, precision, recall and class consistency beside the real floor
 (the same scores for real training images), and the classifier's test accuracy, since scores
 compare only within one classifier. Prints the table (README.md and saved_models/README.md
-quote it).
+quote it). `--train-minutes` adds each run's training wall time (config.json's started and
+finished; a resumed run counts from its first start, pauses included), for quality-against-time
+comparisons.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 SAVED = Path(__file__).resolve().parents[1] / "saved_models"
 
 
-def row(run: Path) -> str:
+def row(run: Path, train_minutes: bool = False) -> str:
     scores = json.loads((run / "eval.json").read_text())
     config = json.loads((run / "config.json").read_text())
     model, floor = scores["model"], scores["real_floor"]
@@ -30,26 +33,41 @@ def row(run: Path) -> str:
     return (f"| `{run.name}` | {dataset}, {config['epochs']} epochs of {config['batch_size']} | "
             f"{model['fid']:.2f} ({floor['fid']:.2f}) | {model['precision']:.2f} "
             f"({floor['precision']:.2f}) | {model['recall']:.2f} ({floor['recall']:.2f}) | "
-            f"{classes} | {scores['classifier']['test_accuracy']:.3f} |")
+            f"{classes} | {scores['classifier']['test_accuracy']:.3f} |"
+            + (f" {(config['finished'] - config['started']) / 60:.1f} |" if train_minutes else ""))
 
 
-def table(runs) -> str:
-    lines = ["| run | trained on | classifier-FID (real) | precision (real) | recall (real) | "
-             "class consistency | classifier accuracy |", "|---|---|---|---|---|---|---|"]
-    return "\n".join(lines + [row(run) for run in runs])
+def table(runs, train_minutes: bool = False) -> str:
+    header = ("| run | trained on | classifier-FID (real) | precision (real) | recall (real) | "
+              "class consistency | classifier accuracy |")
+    rule = "|---|---|---|---|---|---|---|"
+    if train_minutes:
+        header, rule = header + " train minutes |", rule + "---|"
+    return "\n".join([header, rule] + [row(run, train_minutes) for run in runs])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", help="comma-separated run folder names (default: all)")
+    parser.add_argument("--root", default=str(SAVED),
+                        help="the folder holding the runs (default: saved_models/)")
+    parser.add_argument("--train-minutes", action="store_true",
+                        help="add a column: training wall minutes from config.json")
     args = parser.parse_args()
+    root = Path(args.root)
+    if not root.is_dir():
+        parser.error(f"--root {args.root!r} is not a folder")
     names = args.runs.split(",") if args.runs else None
-    runs = [SAVED / name for name in names] if names else sorted(
-        p.parent for p in SAVED.glob("*/eval.json"))
+    runs = [root / name for name in names] if names else sorted(
+        p.parent for p in root.glob("*/eval.json"))
     missing = [str(run) for run in runs if not (run / "eval.json").is_file()]
     if missing:
         parser.error(f"no eval.json in {', '.join(missing)}")
-    print(table(runs))
+    unfinished = [str(run) for run in runs if args.train_minutes and not
+                  json.loads((run / "config.json").read_text()).get("finished")]
+    if unfinished:
+        parser.error(f"--train-minutes: no finished time in {', '.join(unfinished)}/config.json")
+    print(table(runs, args.train_minutes))
 
 
 if __name__ == "__main__":
