@@ -23,7 +23,7 @@ FASHION=/usr/share/datasets/fashion-mnist
 # run name -> "family dataset epochs batch [--model-arg ...]"
 declare -A RECIPES=(
   [gan-mnist5k]="gan mnist5k 30 64 --model-arg latent_dim=32 --model-arg base_filters=32 --model-arg ema_decay=0.999 --model-arg gan_loss=hinge --model-arg spectral_norm=true --model-arg upsampling=resize"
-  [cgan-mnist5k]="cgan mnist5k 30 64 --model-arg latent_dim=32 --model-arg base_filters=32 --model-arg upsampling=resize"
+  [cgan-mnist5k]="cgan mnist5k 60 64 --model-arg latent_dim=32 --model-arg base_filters=32 --model-arg upsampling=resize"
   [vae-mnist5k]="vae mnist5k 30 64 --model-arg latent_dim=16 --model-arg base_filters=16"
   [cddpm-mnist5k]="cddpm mnist5k 40 64"
   [cgan-fashion]="cgan idx:$FASHION 5 128 --model-arg latent_dim=32 --model-arg base_filters=32 --model-arg upsampling=resize"
