@@ -410,6 +410,13 @@ def test_gallery_table_adds_training_minutes_for_any_folder_of_runs(tmp_path):
     assert [row.split("`")[1] for row in rows] == ["a-run", "b-run"]
     assert rows[0].endswith("| 12.5 |") and rows[1].endswith("| 3.0 |")
     assert "train minutes" in result.stdout.splitlines()[0]
+    written = tmp_path / "table.json"
+    subprocess.run([sys.executable, script, "--runs", f"{tmp_path / 'b-run'}", "--json",
+                    str(written)], capture_output=True, text=True, timeout=60, check=True)
+    [numbers] = json.loads(written.read_text())
+    committed = json.loads((SAVED / "cgan-mnist5k" / "eval.json").read_text())
+    assert numbers["run"] == "b-run" and numbers["train_minutes"] == pytest.approx(3.0)
+    assert numbers["model"]["fid"] == committed["model"]["fid"] and numbers["family"] == "cgan"
     bad = subprocess.run([sys.executable, script, "--root", str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "is not a folder" in bad.stderr

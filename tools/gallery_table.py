@@ -3,6 +3,7 @@
     python tools/gallery_table.py                 # every run folder with an eval.json
     python tools/gallery_table.py --runs cgan-mnist5k,cddpm-fashion
     python tools/gallery_table.py --root /tmp/runs --train-minutes   # any folder of runs
+    python tools/gallery_table.py --runs /tmp/a,/tmp/b --json out.json  # runs by path, + JSON
 
 One row per run: classifier-FID, precision, recall and class consistency beside the real floor
 (the same scores for real training images), and the classifier's test accuracy, since scores
@@ -21,6 +22,23 @@ from pathlib import Path
 SAVED = Path(__file__).resolve().parents[1] / "saved_models"
 
 
+def numbers(run: Path) -> dict:
+    """One run's scores and settings, as --json writes them."""
+    scores = json.loads((run / "eval.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    consistency = scores.get("class_consistency") or {}
+    finished = config.get("finished")
+    return {
+        "run": run.name, "family": config.get("family"), "dataset": config["dataset"],
+        "epochs": config["epochs"], "batch_size": config["batch_size"],
+        "model_args": config.get("model_kwargs") or {},
+        "model": scores["model"], "real_floor": scores["real_floor"],
+        "class_consistency": consistency.get("overall"),
+        "classifier_accuracy": scores["classifier"]["test_accuracy"],
+        "train_minutes": (finished - config["started"]) / 60 if finished else None,
+    }
+
+
 def row(run: Path, train_minutes: bool = False) -> str:
     scores = json.loads((run / "eval.json").read_text())
     config = json.loads((run / "config.json").read_text())
@@ -30,7 +48,8 @@ def row(run: Path, train_minutes: bool = False) -> str:
     classes = (f"{consistency['overall']:.3f} (lowest {min(per_class):.2f}; real "
                f"{consistency['real_floor']:.3f})" if consistency else "-")
     dataset = "Fashion-MNIST" if "fashion" in config["dataset"] else config["dataset"]
-    return (f"| `{run.name}` | {dataset}, {config['epochs']} epochs of {config['batch_size']} | "
+    return (f"| `{run.name}` | {dataset}, {config['epochs']} epoch{'s' * (config['epochs'] != 1)} of "
+            f"{config['batch_size']} | "
             f"{model['fid']:.2f} ({floor['fid']:.2f}) | {model['precision']:.2f} "
             f"({floor['precision']:.2f}) | {model['recall']:.2f} ({floor['recall']:.2f}) | "
             f"{classes} | {scores['classifier']['test_accuracy']:.3f} |"
@@ -53,6 +72,7 @@ def main():
                         help="the folder holding the runs (default: saved_models/)")
     parser.add_argument("--train-minutes", action="store_true",
                         help="add a column: training wall minutes from config.json")
+    parser.add_argument("--json", help="also write each run's numbers to this JSON file")
     args = parser.parse_args()
     root = Path(args.root)
     if not root.is_dir():
@@ -68,6 +88,8 @@ def main():
     if unfinished:
         parser.error(f"--train-minutes: no finished time in {', '.join(unfinished)}/config.json")
     print(table(runs, args.train_minutes))
+    if args.json:
+        Path(args.json).write_text(json.dumps([numbers(run) for run in runs], indent=2) + "\n")
 
 
 if __name__ == "__main__":
