@@ -39,9 +39,9 @@ def test_pretrained_artifacts_generate_digits(run, num_classes):
     assert np.abs(found["generator.onnx"] - found["generator-b1.tflite"]).max() <= 1
 
 
-# The gallery's other runs: both conditional recipes on Fashion-MNIST (which the tests never
-# need: only the shipped artifacts are used here).
-GALLERY = {"cgan-fashion": "idx:", "cddpm-fashion": "idx:"}
+# The gallery's other runs: the diffusion model on mnist5k, and both conditional recipes on
+# Fashion-MNIST (which the tests never need: only the shipped artifacts are used here).
+GALLERY = {"cddpm-mnist5k": "mnist5k", "cgan-fashion": "idx:", "cddpm-fashion": "idx:"}
 
 
 @pytest.mark.parametrize("run", [*RUNS, *GALLERY])
