@@ -420,3 +420,16 @@ def test_gallery_table_adds_training_minutes_for_any_folder_of_runs(tmp_path):
     bad = subprocess.run([sys.executable, script, "--root", str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "is not a folder" in bad.stderr
+
+
+def test_readme_gallery_table_is_what_gallery_table_prints():
+    """README.md's gallery table is tools/gallery_table.py's output for the committed runs, so
+    a re-trained run's new scores cannot leave the README behind."""
+    readme = (SAVED.parent / "README.md").read_text()
+    quoted = readme.split("<!-- gallery-table -->\n")[1].split("\n\n")[0].strip()
+    names = [line.split("`")[1] for line in quoted.splitlines() if line.startswith("| `")]
+    assert set(names) == {*RUNS, *GALLERY}
+    printed = subprocess.run([sys.executable, str(SAVED.parent / "tools" / "gallery_table.py"),
+                              "--runs", ",".join(names)], capture_output=True, text=True,
+                             timeout=60, check=True).stdout.strip()
+    assert quoted == printed

@@ -23,10 +23,11 @@ SAVED = Path(__file__).resolve().parents[1] / "saved_models"
 
 
 def numbers(run: Path) -> dict:
-    """One run's scores and settings, as --json writes them."""
+    """One run's scores and settings (what --json writes and each table row shows), read once."""
     scores = json.loads((run / "eval.json").read_text())
     config = json.loads((run / "config.json").read_text())
     consistency = scores.get("class_consistency") or {}
+    per_class = [v for v in consistency.get("per_class") or [] if v is not None]
     finished = config.get("finished")
     return {
         "run": run.name, "family": config.get("family"), "dataset": config["dataset"],
@@ -34,29 +35,31 @@ def numbers(run: Path) -> dict:
         "model_args": config.get("model_kwargs") or {},
         "model": scores["model"], "real_floor": scores["real_floor"],
         "class_consistency": consistency.get("overall"),
+        "class_consistency_lowest": min(per_class) if per_class else None,
+        "class_consistency_real": consistency.get("real_floor"),
         "classifier_accuracy": scores["classifier"]["test_accuracy"],
         "train_minutes": (finished - config["started"]) / 60 if finished else None,
     }
 
 
-def row(run: Path, train_minutes: bool = False) -> str:
-    scores = json.loads((run / "eval.json").read_text())
-    config = json.loads((run / "config.json").read_text())
-    model, floor = scores["model"], scores["real_floor"]
-    consistency = scores.get("class_consistency") or {}
-    per_class = [v for v in consistency.get("per_class") or [] if v is not None]
-    classes = (f"{consistency['overall']:.3f} (lowest {min(per_class):.2f}; real "
-               f"{consistency['real_floor']:.3f})" if consistency else "-")
-    dataset = "Fashion-MNIST" if "fashion" in config["dataset"] else config["dataset"]
-    return (f"| `{run.name}` | {dataset}, {config['epochs']} epoch{'s' * (config['epochs'] != 1)} of "
-            f"{config['batch_size']} | "
+def row(run: dict, train_minutes: bool = False) -> str:
+    """One Markdown row from numbers(run)."""
+    model, floor = run["model"], run["real_floor"]
+    classes = (f"{run['class_consistency']:.3f} (lowest {run['class_consistency_lowest']:.2f}; "
+               f"real {run['class_consistency_real']:.3f})"
+               if run["class_consistency"] is not None else "-")
+    dataset = "Fashion-MNIST" if "fashion" in run["dataset"] else run["dataset"]
+    epochs = run["epochs"]
+    return (f"| `{run['run']}` | {dataset}, {epochs} epoch{'s' * (epochs != 1)} of "
+            f"{run['batch_size']} | "
             f"{model['fid']:.2f} ({floor['fid']:.2f}) | {model['precision']:.2f} "
             f"({floor['precision']:.2f}) | {model['recall']:.2f} ({floor['recall']:.2f}) | "
-            f"{classes} | {scores['classifier']['test_accuracy']:.3f} |"
-            + (f" {(config['finished'] - config['started']) / 60:.1f} |" if train_minutes else ""))
+            f"{classes} | {run['classifier_accuracy']:.3f} |"
+            + (f" {run['train_minutes']:.1f} |" if train_minutes else ""))
 
 
-def table(runs, train_minutes: bool = False) -> str:
+def table(runs: list[dict], train_minutes: bool = False) -> str:
+    """A Markdown table of numbers(run) for each run."""
     header = ("| run | trained on | classifier-FID (real) | precision (real) | recall (real) | "
               "class consistency | classifier accuracy |")
     rule = "|---|---|---|---|---|---|---|"
@@ -83,13 +86,14 @@ def main():
     missing = [str(run) for run in runs if not (run / "eval.json").is_file()]
     if missing:
         parser.error(f"no eval.json in {', '.join(missing)}")
-    unfinished = [str(run) for run in runs if args.train_minutes and not
-                  json.loads((run / "config.json").read_text()).get("finished")]
+    read = [numbers(run) for run in runs]
+    unfinished = [str(run) for run, each in zip(runs, read)
+                  if args.train_minutes and each["train_minutes"] is None]
     if unfinished:
         parser.error(f"--train-minutes: no finished time in {', '.join(unfinished)}/config.json")
-    print(table(runs, args.train_minutes))
+    print(table(read, args.train_minutes))
     if args.json:
-        Path(args.json).write_text(json.dumps([numbers(run) for run in runs], indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(read, indent=2) + "\n")
 
 
 if __name__ == "__main__":
